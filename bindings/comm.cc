@@ -1,0 +1,479 @@
+// SPDX-License-Identifier: Apache-2.0
+// The JS Communicator class. Each collective checks its arguments on the JS thread, keeps the
+// typed arrays referenced, and queues the core call on the communicator's own worker thread
+// (core Executor), so operations run in call order and never block the JS thread. Completions
+// come back through one thread-safe function, which settles the Promise on the JS thread.
+#include <chrono>
+#include <exception>
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "async.h"
+#include "coll/collectives.h"
+#include "comm/communicator.h"
+#include "comm/executor.h"
+#include "modules.h"
+
+namespace nodeccl_binding {
+namespace {
+
+using nodeccl::Communicator;
+using nodeccl::DataType;
+using nodeccl::ErrorCode;
+using nodeccl::Millis;
+using nodeccl::ReduceOp;
+
+// One operation in flight: its Promise, the JS values it uses, and its outcome.
+struct Completion {
+  Napi::Promise::Deferred deferred;
+  std::vector<Napi::Reference<Napi::Value>> refs;
+  bool failed = false;
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+};
+
+class CommWrap;
+void settle(Napi::Env env, Napi::Function, CommWrap* self, Completion* c);
+using Tsfn = Napi::TypedThreadSafeFunction<CommWrap, Completion, settle>;
+
+// ---- argument readers (JS thread) ----------------------------------------------------------
+
+int intArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsNumber()) {
+    throw makeError(info.Env(), ErrorCode::kInvalidArgument,
+                    std::string(what) + " must be an integer");
+  }
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+Millis timeoutArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) {
+    throw makeError(info.Env(), ErrorCode::kInvalidArgument, "timeoutMs must be a number");
+  }
+  double ms = info[i].As<Napi::Number>().DoubleValue();
+  if (!(ms >= 0) || ms > 1e12) {
+    throw makeRangeError(info.Env(), "timeoutMs must be between 0 and 1e12, got " +
+                                         std::to_string(ms));
+  }
+  return Millis(static_cast<int64_t>(ms));
+}
+
+DataType dtypeArg(const Napi::CallbackInfo& info, size_t i) {
+  int code = intArg(info, i, "dtype");
+  if (code < 0 || code >= nodeccl::kNumDataTypes) {
+    throw makeRangeError(info.Env(), "dtype code " + std::to_string(code) + " is unknown");
+  }
+  return static_cast<DataType>(code);
+}
+
+ReduceOp opArg(const Napi::CallbackInfo& info, size_t i) {
+  int code = intArg(info, i, "op");
+  if (code < 0 || code >= nodeccl::kNumReduceOps) {
+    throw makeRangeError(info.Env(), "reduce op code " + std::to_string(code) + " is unknown");
+  }
+  return static_cast<ReduceOp>(code);
+}
+
+size_t countArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) {
+    throw makeError(info.Env(), ErrorCode::kInvalidArgument, "count must be an integer");
+  }
+  double n = info[i].As<Napi::Number>().DoubleValue();
+  if (!(n >= 0) || n != static_cast<double>(static_cast<size_t>(n))) {
+    throw makeRangeError(info.Env(), "count must be a non-negative integer, got " +
+                                         std::to_string(n));
+  }
+  return static_cast<size_t>(n);
+}
+
+// The typed array at info[i], checked to hold at least count elements of dtype.
+void* bufferArg(const Napi::CallbackInfo& info, size_t i, const char* what, size_t count,
+                DataType dtype) {
+  ByteView view = typedArrayView(info[i], what);
+  size_t need = count * nodeccl::dtypeSize(dtype);
+  if (view.bytes < need) {
+    throw makeRangeError(info.Env(), std::string(what) + " holds " + std::to_string(view.bytes) +
+                                         " bytes but " + std::to_string(count) + " " +
+                                         nodeccl::dtypeName(dtype) + " elements need " +
+                                         std::to_string(need));
+  }
+  return view.data;
+}
+
+// ---- the wrapped communicator ---------------------------------------------------------------
+
+class CommWrap : public Napi::ObjectWrap<CommWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Communicator",
+                       {InstanceMethod("rank", &CommWrap::Rank),
+                        InstanceMethod("size", &CommWrap::Size),
+                        InstanceMethod("allReduce", &CommWrap::AllReduce),
+                        InstanceMethod("broadcast", &CommWrap::Broadcast),
+                        InstanceMethod("reduce", &CommWrap::Reduce),
+                        InstanceMethod("allGather", &CommWrap::AllGather),
+                        InstanceMethod("reduceScatter", &CommWrap::ReduceScatter),
+                        InstanceMethod("barrier", &CommWrap::Barrier),
+                        InstanceMethod("send", &CommWrap::Send),
+                        InstanceMethod("recv", &CommWrap::Recv),
+                        InstanceMethod("abort", &CommWrap::Abort),
+                        InstanceMethod("destroy", &CommWrap::Destroy)});
+  }
+
+  explicit CommWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CommWrap>(info) {}
+
+  ~CommWrap() override {
+    if (attached_) napi_remove_env_cleanup_hook(Env(), &CommWrap::onEnvCleanup, this);
+    teardown("the communicator was garbage-collected");
+  }
+
+  // Called once, on the JS thread, by createCommunicator's completion.
+  void attach(Napi::Env env, std::shared_ptr<nodeccl::Store> store,
+              std::shared_ptr<Communicator> comm) {
+    store_ = std::move(store);
+    comm_ = std::move(comm);
+    executor_ = std::make_unique<nodeccl::Executor>();
+    tsfn_ = Tsfn::New(env, "nodeccl-communicator", 0, 1, this);
+    tsfn_.Unref(env);  // an idle communicator must not keep the process alive
+    napi_add_env_cleanup_hook(env, &CommWrap::onEnvCleanup, this);
+    attached_ = true;
+  }
+
+  // Settles one completion on the JS thread.
+  void finish(Napi::Env env, Completion* c) {
+    if (c->failed) {
+      c->deferred.Reject(makeError(env, c->code, c->message).Value());
+    } else {
+      c->deferred.Resolve(env.Undefined());
+    }
+    delete c;
+    if (--pending_ == 0) {
+      tsfn_.Unref(env);
+      Unref();
+    }
+  }
+
+ private:
+  using Op = std::function<void(Communicator&)>;
+
+  Napi::Value Rank(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), comm_ ? comm_->rank() : -1);
+  }
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), comm_ ? comm_->size() : 0);
+  }
+
+  // Queues `op` on the worker thread; the Promise settles when it has run.
+  Napi::Value enqueue(Napi::Env env, Op op, std::vector<Napi::Value> keep, bool internal = false) {
+    if (!attached_ || torndown_) {
+      throw makeError(env, ErrorCode::kDestroyed, "the communicator is shut down");
+    }
+    if (destroyed_ && !internal) {
+      throw makeError(env, ErrorCode::kDestroyed,
+                      "rank " + std::to_string(comm_->rank()) +
+                          ": the communicator was destroyed; create a new one with init()");
+    }
+    auto* c = new Completion{Napi::Promise::Deferred::New(env), {}, false, {}, {}};
+    for (const auto& v : keep) c->refs.push_back(Napi::Persistent(v));
+    Napi::Promise promise = c->deferred.Promise();
+    if (pending_++ == 0) {
+      tsfn_.Ref(env);
+      Ref();  // keep this object (and its worker) alive while operations are in flight
+    }
+    std::shared_ptr<Communicator> comm = comm_;
+    Tsfn tsfn = tsfn_;
+    executor_->submit([comm, op] { op(*comm); },
+                      [comm, tsfn, c](std::exception_ptr e) mutable {
+                        record(*comm, e, c);
+                        // Fails only while the environment tears down; the completion then
+                        // holds JS references that cannot be freed off the JS thread: leak it.
+                        tsfn.BlockingCall(c);
+                      });
+    return promise;
+  }
+
+  // Worker thread: stores the outcome and, for a failed operation, tells the other ranks.
+  static void record(Communicator& comm, std::exception_ptr e, Completion* c) {
+    if (!e) return;
+    c->failed = true;
+    try {
+      std::rethrow_exception(e);
+    } catch (const nodeccl::Error& err) {
+      c->code = err.code();
+      c->message = err.what();
+    } catch (const std::exception& err) {
+      c->message = err.what();
+    }
+    if (c->code != ErrorCode::kInvalidArgument && c->code != ErrorCode::kDestroyed) {
+      try {
+        comm.fail(c->message);
+      } catch (...) {
+        // The store may be gone too; the local failure is already recorded in c.
+      }
+    }
+  }
+
+  Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 1);
+    DataType dtype = dtypeArg(info, 2);
+    void* data = bufferArg(info, 0, "data", count, dtype);
+    ReduceOp op = opArg(info, 3);
+    Millis timeout = timeoutArg(info, 4);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::allReduce(c, data, count, dtype, op, timeout);
+    }, {info[0]});
+  }
+
+  Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 1);
+    DataType dtype = dtypeArg(info, 2);
+    void* data = bufferArg(info, 0, "data", count, dtype);
+    int root = intArg(info, 3, "root");
+    Millis timeout = timeoutArg(info, 4);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::broadcast(c, data, count, dtype, root, timeout);
+    }, {info[0]});
+  }
+
+  Napi::Value Reduce(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 1);
+    DataType dtype = dtypeArg(info, 2);
+    void* data = bufferArg(info, 0, "data", count, dtype);
+    ReduceOp op = opArg(info, 3);
+    int root = intArg(info, 4, "root");
+    Millis timeout = timeoutArg(info, 5);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::reduce(c, data, count, dtype, op, root, timeout);
+    }, {info[0]});
+  }
+
+  Napi::Value AllGather(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 2);
+    DataType dtype = dtypeArg(info, 3);
+    const void* in = bufferArg(info, 0, "input", count, dtype);
+    void* out = bufferArg(info, 1, "output", count * static_cast<size_t>(comm_->size()), dtype);
+    Millis timeout = timeoutArg(info, 4);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::allGather(c, in, out, count, dtype, timeout);
+    }, {info[0], info[1]});
+  }
+
+  Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 2);
+    DataType dtype = dtypeArg(info, 3);
+    const void* in =
+        bufferArg(info, 0, "input", count * static_cast<size_t>(comm_->size()), dtype);
+    void* out = bufferArg(info, 1, "output", count, dtype);
+    ReduceOp op = opArg(info, 4);
+    Millis timeout = timeoutArg(info, 5);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::reduceScatter(c, in, out, count, dtype, op, timeout);
+    }, {info[0], info[1]});
+  }
+
+  Napi::Value Barrier(const Napi::CallbackInfo& info) {
+    Millis timeout = timeoutArg(info, 0);
+    return enqueue(info.Env(), [=](Communicator& c) { nodeccl::barrier(c, timeout); }, {});
+  }
+
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 1);
+    DataType dtype = dtypeArg(info, 2);
+    const void* data = bufferArg(info, 0, "data", count, dtype);
+    int peer = intArg(info, 3, "peer");
+    Millis timeout = timeoutArg(info, 4);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::send(c, data, count, dtype, peer, timeout);
+    }, {info[0]});
+  }
+
+  Napi::Value Recv(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 1);
+    DataType dtype = dtypeArg(info, 2);
+    void* data = bufferArg(info, 0, "data", count, dtype);
+    int peer = intArg(info, 3, "peer");
+    Millis timeout = timeoutArg(info, 4);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::recv(c, data, count, dtype, peer, timeout);
+    }, {info[0]});
+  }
+
+  // Synchronous and thread-safe in the core: wakes a blocked operation at once.
+  Napi::Value Abort(const Napi::CallbackInfo& info) {
+    std::string reason = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value()
+                                            : std::string("aborted by the application");
+    if (comm_ && !torndown_) comm_->abort(reason);
+    return info.Env().Undefined();
+  }
+
+  // Runs after the operations already queued, then closes the connections.
+  Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (destroyed_ || torndown_) {
+      auto d = Napi::Promise::Deferred::New(env);
+      d.Resolve(env.Undefined());
+      return d.Promise();
+    }
+    destroyed_ = true;
+    return enqueue(env, [](Communicator& c) { c.destroy(); }, {}, true);
+  }
+
+  static void onEnvCleanup(void* self) {
+    static_cast<CommWrap*>(self)->teardown("the Node.js environment is shutting down");
+  }
+
+  // Stops the worker and frees native resources; JS thread only. Idempotent.
+  void teardown(const char* why) {
+    if (!attached_ || torndown_) return;
+    torndown_ = true;
+    if (pending_ > 0) comm_->abort(std::string("rank ") + std::to_string(comm_->rank()) +
+                                   ": " + why);
+    executor_->shutdown();
+    comm_->destroy();
+    tsfn_.Release();
+  }
+
+  std::shared_ptr<nodeccl::Store> store_;
+  std::shared_ptr<Communicator> comm_;
+  std::unique_ptr<nodeccl::Executor> executor_;
+  Tsfn tsfn_;
+  size_t pending_ = 0;
+  bool attached_ = false;
+  bool destroyed_ = false;
+  bool torndown_ = false;
+};
+
+void settle(Napi::Env env, Napi::Function, CommWrap* self, Completion* c) {
+  if (env == nullptr) return;  // environment torn down: see enqueue
+  self->finish(env, c);
+}
+
+std::string stringField(Napi::Object o, const char* name) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsString()) {
+    throw makeError(o.Env(), ErrorCode::kInvalidArgument,
+                    std::string("createCommunicator: ") + name + " must be a string");
+  }
+  return v.As<Napi::String>().Utf8Value();
+}
+
+double numberField(Napi::Object o, const char* name) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) {
+    throw makeError(o.Env(), ErrorCode::kInvalidArgument,
+                    std::string("createCommunicator: ") + name + " must be a number");
+  }
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+// A rendezvous in progress, cancellable when the environment tears down: the store client is
+// closed (its requests then fail at once) and connecting stops between attempts.
+struct PendingCreate {
+  std::mutex mu;
+  bool cancelled = false;
+  std::shared_ptr<nodeccl::TcpStoreClient> store;
+
+  void setStore(std::shared_ptr<nodeccl::TcpStoreClient> s) {
+    std::lock_guard<std::mutex> lock(mu);
+    store = std::move(s);
+    if (cancelled) store->close();
+  }
+  void cancel() {
+    std::lock_guard<std::mutex> lock(mu);
+    cancelled = true;
+    if (store) store->close();
+  }
+  bool isCancelled() {
+    std::lock_guard<std::mutex> lock(mu);
+    return cancelled;
+  }
+};
+
+// Connects to the store in short attempts until `timeout`, so that a cancel is seen promptly.
+std::shared_ptr<nodeccl::TcpStoreClient> connectCancellable(PendingCreate& p,
+                                                            const std::string& host, int port,
+                                                            Millis timeout, int rank) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+    try {
+      return std::make_shared<nodeccl::TcpStoreClient>(host, port,
+                                                       std::max(Millis(1), std::min(left, Millis(250))));
+    } catch (const nodeccl::Error& e) {
+      if (e.code() != ErrorCode::kTimeout) throw;
+    }
+    if (p.isCancelled()) {
+      throw nodeccl::Error(ErrorCode::kAborted, "rank " + std::to_string(rank) +
+                                                    ": init cancelled: the environment is "
+                                                    "shutting down");
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw nodeccl::Error(ErrorCode::kTimeout,
+                           "rank " + std::to_string(rank) + ": could not reach the store at " +
+                               host + ":" + std::to_string(port) + " within " +
+                               std::to_string(timeout.count()) +
+                               " ms; check MASTER_ADDR/MASTER_PORT and that rank 0 is running");
+    }
+  }
+}
+
+// createCommunicator(options) -> Promise<Communicator>: connects to the store and runs the
+// rendezvous off the JS thread; the init timeout bounds both together.
+Napi::Value CreateCommunicator(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) {
+    throw makeError(env, ErrorCode::kInvalidArgument, "createCommunicator: options required");
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  nodeccl::CommOptions opts;
+  opts.rank = static_cast<int>(numberField(o, "rank"));
+  opts.size = static_cast<int>(numberField(o, "size"));
+  opts.prefix = stringField(o, "prefix");
+  opts.listenHost = stringField(o, "listenHost");
+  opts.transport = stringField(o, "transport");
+  opts.initTimeout = Millis(static_cast<int64_t>(numberField(o, "initTimeoutMs")));
+  opts.timeout = Millis(static_cast<int64_t>(numberField(o, "timeoutMs")));
+  std::string host = stringField(o, "storeHost");
+  int port = static_cast<int>(numberField(o, "storePort"));
+
+  auto pending = std::make_shared<PendingCreate>();
+
+  struct Result {
+    std::shared_ptr<nodeccl::Store> store;
+    std::shared_ptr<Communicator> comm;
+  };
+  auto out = std::make_shared<Result>();
+  return runOnThread(
+      env, "nodeccl-init",
+      [opts, host, port, out, pending]() mutable {
+        auto start = std::chrono::steady_clock::now();
+        auto store = connectCancellable(*pending, host, port, opts.initTimeout, opts.rank);
+        pending->setStore(store);
+        out->store = store;
+        auto used = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
+        opts.initTimeout = std::max(Millis(1), opts.initTimeout - used);
+        out->comm = Communicator::create(out->store, opts);
+      },
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Object obj = addonData(env)->communicatorCtor.New({});
+        CommWrap::Unwrap(obj)->attach(env, out->store, out->comm);
+        return obj;
+      },
+      [pending] { pending->cancel(); });
+}
+
+}  // namespace
+
+void InitComm(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = CommWrap::Define(env);
+  addonData(env)->communicatorCtor = Napi::Persistent(ctor);
+  exports.Set("Communicator", ctor);
+  exports.Set("createCommunicator",
+              Napi::Function::New(env, CreateCommunicator, "createCommunicator"));
+}
+
+}  // namespace nodeccl_binding

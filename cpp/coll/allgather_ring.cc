@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+// Ring all-gather: the all-gather phase shared with allReduce, and the public allGather.
+//
+// Cost, for n ranks and an output of S bytes (n blocks of S/n): n - 1 steps; each rank sends
+// and receives (n - 1)/n * S bytes. Blocks are received straight into the output: no copies
+// beyond placing this rank's own block.
+#include <cstring>
+
+#include "coll/collectives.h"
+#include "coll/ring.h"
+#include "coll/validate.h"
+#include "common/log.h"
+
+namespace nodeccl {
+
+void ringAllGather(Communicator& comm, void* buf, const Segments& seg, size_t elemBytes) {
+  const int n = comm.size(), r = comm.rank();
+  const int next = (r + 1) % n, prev = (r + n - 1) % n;
+  auto* base = static_cast<unsigned char*>(buf);
+  auto mod = [n](int i) { return ((i % n) + n) % n; };
+
+  // Step s forwards segment r-s (this rank's own at step 0, else the one received at step s-1)
+  // and receives segment r-s-1 in place. After n - 1 steps all n segments have arrived.
+  for (int s = 0; s < n - 1; ++s) {
+    const int sendSeg = mod(r - s), recvSeg = mod(r - s - 1);
+    comm.sendRecv(next, base + seg.offset(sendSeg) * elemBytes, seg.count(sendSeg) * elemBytes,
+                  prev, base + seg.offset(recvSeg) * elemBytes, seg.count(recvSeg) * elemBytes);
+  }
+}
+
+void allGather(Communicator& comm, const void* in, void* out, size_t count, DataType dtype,
+               Millis timeout) {
+  const char* kName = "allGather";
+  checkDtype(comm, kName, dtype);
+  const size_t elem = dtypeSize(dtype);
+  checkedBytes(comm, kName, count, elem, static_cast<size_t>(comm.size()));
+  checkBuffer(comm, kName, "input", in, count);
+  checkBuffer(comm, kName, "output", out, count);
+  comm.beginOp(OpKind::kAllGather, timeout);
+  NODECCL_TRACE("coll", comm.rank(), comm.size(), "allGather ring count=", count, " ",
+                dtypeName(dtype));
+
+  // Place this rank's block, then let the ring fill the others. memmove because `in` may
+  // overlap the output (it may be exactly this rank's block, or anywhere else in it: every
+  // other block is overwritten by the ring after this copy anyway).
+  unsigned char emptyIn = 0, emptyOut = 0;
+  in = orEmpty(in, emptyIn);
+  out = orEmpty(out, emptyOut);
+  const Segments seg = Segments::blocks(count);
+  auto* own = static_cast<unsigned char*>(out) + seg.offset(comm.rank()) * elem;
+  if (count > 0 && own != in) std::memmove(own, in, count * elem);
+  ringAllGather(comm, out, seg, elem);
+}
+
+}  // namespace nodeccl

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+// Binomial-tree broadcast from any root.
+//
+// Cost, for n ranks and S bytes: ceil(log2 n) steps. The root sends S to ceil(log2 n)
+// children, every other rank receives S once and sends it to at most ceil(log2 n) - 1 more.
+// Latency-optimal; for large S the root's link carries log2(n) * S.
+//
+// Not yet: for large S a pipelined chain (or scatter + ring all-gather, ~2S per rank) beats
+// the tree; that is a later change.
+#include "coll/collectives.h"
+#include "coll/validate.h"
+#include "common/log.h"
+
+namespace nodeccl {
+namespace {
+
+// Ranks are renumbered relative to the root (v = rank - root mod n), so the root is v = 0.
+// Rank v receives from v - lowbit(v) and sends to v + m for every power of two m < lowbit(v)
+// (every m, for the root), largest first, so the data reaches the far half of the tree soonest.
+void broadcastTree(Communicator& comm, void* data, size_t bytes, int root) {
+  const int n = comm.size();
+  const int v = (comm.rank() - root + n) % n;
+  auto real = [&](int u) { return (u + root) % n; };
+
+  // Receive once from the parent (the root has none): m ends at lowbit(v), or >= n for v = 0.
+  int m = 1;
+  while (m < n) {
+    if (v & m) {
+      comm.recv(real(v - m), data, bytes);
+      break;
+    }
+    m <<= 1;
+  }
+
+  // Forward to the children v + m/2, v + m/4, ..., v + 1 that exist.
+  for (m >>= 1; m > 0; m >>= 1) {
+    if (v + m < n) comm.send(real(v + m), data, bytes);
+  }
+}
+
+}  // namespace
+
+void broadcast(Communicator& comm, void* data, size_t count, DataType dtype, int root,
+               Millis timeout) {
+  const char* kName = "broadcast";
+  checkDtype(comm, kName, dtype);
+  checkRoot(comm, kName, root);
+  const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
+  checkBuffer(comm, kName, "data", data, count);
+  comm.beginOp(OpKind::kBroadcast, timeout);
+  NODECCL_TRACE("coll", comm.rank(), comm.size(), "broadcast tree count=", count, " ",
+                dtypeName(dtype), " root=", root);
+  unsigned char empty = 0;
+  broadcastTree(comm, orEmpty(data, empty), bytes, root);
+}
+
+}  // namespace nodeccl

@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: Apache-2.0
+// The communicator: rendezvous through the store, the operation context, and error
+// propagation across ranks.
+//
+// Rendezvous (keys under `prefix/`): each rank claims `rankclaim/<r>` (a second claim of the
+// same rank is an error), listens on an ephemeral port, publishes `size/<r>` then `addr/<r>`,
+// waits for every other rank's address while checking their sizes, and builds the TCP mesh.
+//
+// Error propagation: the first error a rank records (a failed operation, or abort()) is
+// published with compareSet(`abort`, absent -> text), so the first error of the whole group
+// wins. Every rank runs a watcher thread blocked in get(`abort`) on its own store connection;
+// when the key appears it aborts its transport with that text, so ranks blocked in the same
+// collective fail at once with the original cause instead of waiting for their timeout.
+#include "comm/communicator.h"
+
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "transport/tcp/tcp_transport.h"
+
+namespace nodeccl {
+
+namespace {
+
+// How long the watcher waits after losing the store before it aborts the transport: when rank
+// 0 ends normally, the other ranks are finishing their last operation and must not fail.
+constexpr Millis kStoreLostGrace(1000);
+// Slices of the rendezvous wait, between which the sizes and the abort key are checked.
+constexpr Millis kFirstSlice(20), kMaxSlice(200);
+
+bool isWildcard(const std::string& h) { return h == "0.0.0.0" || h == "::" || h == "*"; }
+
+}  // namespace
+
+struct Communicator::Impl {
+  CommOptions opts;
+  std::shared_ptr<Store> store;        // the caller's; shared with the application
+  std::shared_ptr<Store> watchStore;   // own connection, blocked in get(abortKey)
+  std::shared_ptr<Store> notifyStore;  // own connection, publishes this rank's first error
+  std::unique_ptr<TcpTransport> transport;  // null for a world of one
+  std::thread watcher;
+
+  std::atomic<bool> destroyed{false};
+  std::atomic<bool> failed{false};
+  std::atomic<int> active{0};  // sendRecv calls in progress (destroy waits for them)
+
+  mutable std::mutex mu;  // guards the strings below and stopping
+  std::condition_variable stopCv;
+  bool stopping = false;
+  std::string firstError;
+  std::string storeLost;   // set by the watcher as soon as the store connection is lost
+  std::string publishing;  // this rank's error being published (the watcher will see it too)
+
+  std::string key(const std::string& what, int r = -1) const {
+    return r < 0 ? strcat(opts.prefix, "/", what) : strcat(opts.prefix, "/", what, "/", r);
+  }
+  std::string who() const { return strcat("rank ", opts.rank); }
+
+  void rendezvous(net::Deadline deadline);
+  void claimRank();
+  std::string publishAddress();
+  std::vector<std::string> waitForRanks(const std::string& myAddr, net::Deadline deadline,
+                                        net::Clock::time_point start);
+  void takeArrivals(bool all, std::vector<int>* missing, std::vector<std::string>* addrs);
+  [[noreturn]] void throwMissing(const std::vector<int>& missing, net::Clock::time_point start);
+  void checkSize(int r, const std::string& value);
+  void startWatcher();
+  void watchLoop();
+  void pollLoop();
+  void onRemoteError(const std::string& text);
+  void onStoreLost(const std::string& what);
+  bool record(const std::string& text);
+  std::string publish(const std::string& text);
+  bool sleepUnlessStopping(Millis ms);
+};
+
+// ---- rendezvous -------------------------------------------------------------------------
+
+static void validate(const CommOptions& o) {
+  auto bad = [](const std::string& msg) { throw Error(ErrorCode::kInvalidArgument, msg); };
+  if (o.size < 1) bad(strcat("world size must be >= 1, got ", o.size));
+  if (o.rank < 0 || o.rank >= o.size) {
+    bad(strcat("rank ", o.rank, " is out of range for world size ", o.size, "; ranks are 0..",
+               o.size - 1));
+  }
+  if (o.transport != "tcp") {
+    bad(strcat("rank ", o.rank, ": unknown transport '", o.transport,
+               "'; only 'tcp' is available (check NODECCL_TRANSPORT)"));
+  }
+  if (o.prefix.empty()) bad(strcat("rank ", o.rank, ": the store prefix must not be empty"));
+  if (o.initTimeout <= Millis(0) || o.timeout <= Millis(0)) {
+    bad(strcat("rank ", o.rank, ": initTimeout and timeout must be > 0 ms, got ",
+               o.initTimeout.count(), " and ", o.timeout.count()));
+  }
+}
+
+std::unique_ptr<Communicator> Communicator::create(std::shared_ptr<Store> store,
+                                                   const CommOptions& opts) {
+  CommOptions o = opts;
+  if (const char* t = std::getenv("NODECCL_TRANSPORT"); t != nullptr && *t != '\0') {
+    o.transport = t;
+    NODECCL_INFO("init", o.rank, o.size, "NODECCL_TRANSPORT=", t);
+  }
+  validate(o);
+  if (o.size > 1 && !store) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat("rank ", o.rank, ": a store is required for a world of ", o.size));
+  }
+  std::unique_ptr<Communicator> comm(new Communicator(std::move(store), o));
+  if (o.size > 1) comm->impl_->rendezvous(net::deadlineAfter(o.initTimeout));
+  NODECCL_INFO("init", o.rank, o.size, "communicator ready (prefix '", o.prefix, "')");
+  return comm;
+}
+
+Communicator::Communicator(std::shared_ptr<Store> store, const CommOptions& opts)
+    : impl_(new Impl), opts_(opts) {
+  impl_->opts = opts;
+  impl_->store = std::move(store);
+}
+
+Communicator::~Communicator() { destroy(); }
+
+void Communicator::Impl::rendezvous(net::Deadline deadline) {
+  auto start = net::Clock::now();
+  try {
+    claimRank();
+    std::string myAddr = publishAddress();
+    std::vector<std::string> addrs = waitForRanks(myAddr, deadline, start);
+    transport->connectMesh(addrs, opts.prefix, deadline);
+  } catch (const Error& e) {
+    // Tell the others, so that they fail now rather than at their own init timeout.
+    if (e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kAborted) {
+      try {
+        store->compareSet(key("abort"), "", true, e.what());
+      } catch (const std::exception&) {
+      }
+    }
+    throw;
+  }
+  startWatcher();
+}
+
+void Communicator::Impl::claimRank() {
+  if (store->add(key("rankclaim", opts.rank), 1) > 1) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat(who(), ": another process already joined prefix '", opts.prefix,
+                       "' as rank ", opts.rank, "; give every process a distinct rank in 0..",
+                       opts.size - 1, ", or use a new prefix for a new communicator"));
+  }
+}
+
+// Listens, then publishes size before address: a visible address implies a visible size.
+std::string Communicator::Impl::publishAddress() {
+  std::string host = opts.listenHost;
+  if (host.empty()) host = store->localHost();
+  if (host.empty()) host = "127.0.0.1";
+  transport = std::make_unique<TcpTransport>(opts.rank, opts.size, host);
+  std::string published = host;
+  if (isWildcard(host)) {
+    published = store->localHost();
+    if (published.empty()) published = "127.0.0.1";
+  }
+  std::string addr = net::joinHostPort(published, transport->port());
+  store->set(key("size", opts.rank), std::to_string(opts.size));
+  store->set(key("addr", opts.rank), addr);
+  NODECCL_INFO("init", opts.rank, opts.size, "listening on ", addr, " (listenHost '",
+               opts.listenHost, "')");
+  return addr;
+}
+
+void Communicator::Impl::checkSize(int r, const std::string& value) {
+  if (value == std::to_string(opts.size)) return;
+  throw Error(ErrorCode::kInvalidArgument,
+              strcat(who(), ": world size mismatch: this rank was given size ", opts.size,
+                     " but rank ", r, " was given size ", value,
+                     "; every rank must pass the same world size"));
+}
+
+// Waits in growing slices for every rank's address; between slices checks the sizes of the
+// ranks already there and whether another rank gave up (the abort key).
+std::vector<std::string> Communicator::Impl::waitForRanks(const std::string& myAddr,
+                                                          net::Deadline deadline,
+                                                          net::Clock::time_point start) {
+  std::vector<std::string> addrs(opts.size);
+  addrs[opts.rank] = myAddr;
+  std::vector<int> missing;
+  for (int r = 0; r < opts.size; ++r) {
+    if (r != opts.rank) missing.push_back(r);
+  }
+  Millis slice = kFirstSlice;
+  for (;;) {
+    std::vector<std::string> keys;
+    for (int r : missing) keys.push_back(key("addr", r));
+    bool all = true;
+    try {
+      store->wait(keys, std::min<Millis>(slice, Millis(net::msUntil(deadline))));
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kTimeout) throw;
+      all = false;
+    }
+    takeArrivals(all, &missing, &addrs);
+    if (missing.empty()) return addrs;
+    if (store->exists(key("abort"))) {
+      throw Error(ErrorCode::kAborted, store->get(key("abort"), Millis(1000)));
+    }
+    if (net::Clock::now() >= deadline) throwMissing(missing, start);
+    slice = std::min(slice * 2, kMaxSlice);
+  }
+}
+
+// Moves the ranks of *missing whose address is now in the store into *addrs, checking their
+// sizes. `all`: the last wait saw every key, no need to ask.
+void Communicator::Impl::takeArrivals(bool all, std::vector<int>* missing,
+                                      std::vector<std::string>* addrs) {
+  std::vector<int> still;
+  for (int r : *missing) {
+    if (!all && !store->exists(key("addr", r))) {
+      still.push_back(r);
+      continue;
+    }
+    checkSize(r, store->get(key("size", r), Millis(1000)));
+    (*addrs)[r] = store->get(key("addr", r), Millis(1000));
+  }
+  missing->swap(still);
+}
+
+void Communicator::Impl::throwMissing(const std::vector<int>& missing,
+                                      net::Clock::time_point start) {
+  std::string list;
+  for (size_t i = 0; i < missing.size(); ++i) list += strcat(i ? ", " : "", missing[i]);
+  auto waited = std::chrono::duration_cast<Millis>(net::Clock::now() - start);
+  throw Error(ErrorCode::kTimeout,
+              strcat(who(), ": init timed out after ", waited.count(), " ms: ", missing.size(),
+                     " of ", opts.size, " ranks never arrived (",
+                     missing.size() == 1 ? "rank " : "ranks ", list,
+                     "); start every rank with the same store address, prefix and world size, "
+                     "or raise the init timeout"));
+}
+
+// ---- error propagation ------------------------------------------------------------------
+
+void Communicator::Impl::startWatcher() {
+  // Own connections, so that neither watching nor publishing waits behind the application's
+  // store requests. Without clone() support the watcher polls the shared store instead.
+  watchStore = store->clone();
+  if (watchStore) notifyStore = store->clone();
+  watcher = std::thread([this] {
+    try {
+      if (watchStore) watchLoop();
+      else pollLoop();
+    } catch (const std::exception& e) {
+      // Nothing may escape a thread (it would end the process); watching just stops.
+      NODECCL_WARN("coll", opts.rank, opts.size, "abort watcher stopped: ", e.what());
+    }
+  });
+}
+
+void Communicator::Impl::watchLoop() {
+  for (;;) {
+    try {
+      onRemoteError(watchStore->get(key("abort"), Millis(3600 * 1000)));
+      return;
+    } catch (const Error& e) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (stopping) return;
+      }
+      if (e.code() == ErrorCode::kTimeout) continue;
+      onStoreLost(e.what());
+      return;
+    }
+  }
+}
+
+void Communicator::Impl::pollLoop() {
+  for (;;) {
+    try {
+      if (store->exists(key("abort"))) {
+        onRemoteError(store->get(key("abort"), Millis(1000)));
+        return;
+      }
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kTimeout) return onStoreLost(e.what());
+    }
+    if (!sleepUnlessStopping(Millis(100))) return;
+  }
+}
+
+// False when destroy() began during the sleep.
+bool Communicator::Impl::sleepUnlessStopping(Millis ms) {
+  std::unique_lock<std::mutex> lock(mu);
+  stopCv.wait_for(lock, ms, [this] { return stopping; });
+  return !stopping;
+}
+
+void Communicator::Impl::onRemoteError(const std::string& text) {
+  bool own;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    own = text == publishing;
+  }
+  if (record(text) && !own) {
+    NODECCL_INFO("coll", opts.rank, opts.size, "another rank failed: ", text);
+  }
+  transport->abort(text);
+}
+
+void Communicator::Impl::onStoreLost(const std::string& what) {
+  std::string text = strcat(who(), ": ", what);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    storeLost = text;
+  }
+  if (!sleepUnlessStopping(kStoreLostGrace)) return;
+  NODECCL_WARN("coll", opts.rank, opts.size, text);
+  record(text);
+  transport->abort(text);
+}
+
+// Records `text` as the first error; true when it was the first.
+bool Communicator::Impl::record(const std::string& text) {
+  std::lock_guard<std::mutex> lock(mu);
+  failed.store(true);
+  if (!firstError.empty()) return false;
+  firstError = text;
+  return true;
+}
+
+// Publishes `text` unless another rank's error is already there; returns the group's first
+// error (the text now in the store), or "" when the store could not be reached.
+std::string Communicator::Impl::publish(const std::string& text) {
+  Store* s = notifyStore ? notifyStore.get() : store.get();
+  if (s == nullptr || opts.size == 1) return "";
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    publishing = text;
+  }
+  try {
+    return s->compareSet(key("abort"), "", true, text);
+  } catch (const std::exception& e) {
+    NODECCL_INFO("coll", opts.rank, opts.size, "could not tell the other ranks about the "
+                 "error (", e.what(), ")");
+    std::lock_guard<std::mutex> lock(mu);
+    return storeLost;  // with the store gone, its loss is the likelier first cause
+  }
+}
+
+void Communicator::fail(const std::string& reason) {
+  // Publish before recording: when another rank failed first (and this rank only saw the
+  // consequence, e.g. that rank closing its sockets), its error becomes this rank's too.
+  std::string text = reason;
+  bool ownWon = false;  // this rank's error is the group's first (the watcher may record it)
+  if (!impl_->failed.load() && !impl_->destroyed.load()) {
+    std::string winner = impl_->publish(reason);
+    if (!winner.empty()) text = winner;
+    ownWon = winner == reason;
+  }
+  if (impl_->record(text) || ownWon) {
+    NODECCL_WARN("coll", opts_.rank, opts_.size, "communicator failed: ", text);
+  }
+  if (impl_->transport) impl_->transport->abort(firstError());
+}
+
+// Unlike fail(), wakes the local operation before telling the others: the caller may be
+// the application's main thread, and the store round trip is not needed for that.
+void Communicator::abort(const std::string& reason) {
+  std::string text = strcat("rank ", opts_.rank, ": communicator aborted: ", reason);
+  bool first = impl_->record(text);
+  if (impl_->transport) impl_->transport->abort(firstError());
+  if (first && !impl_->destroyed.load()) {
+    NODECCL_INFO("coll", opts_.rank, opts_.size, text);
+    impl_->publish(text);
+  }
+}
+
+std::string Communicator::firstError() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->firstError;
+}
+
+// ---- operations -------------------------------------------------------------------------
+
+static void throwIfUnusable(const Communicator& c, bool destroyed, bool failed) {
+  if (destroyed) {
+    throw Error(ErrorCode::kDestroyed, strcat("rank ", c.rank(), ": communicator was "
+                                              "destroyed; create a new one with init()"));
+  }
+  if (failed) throw Error(ErrorCode::kAborted, c.firstError());
+}
+
+void Communicator::beginOp(OpKind kind, Millis timeout) {
+  throwIfUnusable(*this, impl_->destroyed.load(), impl_->failed.load());
+  Millis t = timeout > Millis(0) ? timeout : opts_.timeout;
+  op_.kind = kind;
+  op_.seq += 1;
+  op_.deadline = net::deadlineAfter(t);
+  op_.timeoutMs = static_cast<uint32_t>(std::min<int64_t>(t.count(), UINT32_MAX));
+}
+
+void Communicator::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer,
+                            void* rbuf, size_t rbytes) {
+  throwIfUnusable(*this, impl_->destroyed.load(), impl_->failed.load());
+  if (sendPeer < 0 && recvPeer < 0) return;
+  if (!impl_->transport) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat("rank ", opts_.rank, ": sendRecv with peers ", sendPeer, " and ",
+                       recvPeer, " in a world of ", opts_.size, " (no peers exist)"));
+  }
+  // `active` lets destroy() wait until no call uses the sockets it is about to close.
+  struct Active {
+    std::atomic<int>& n;
+    explicit Active(std::atomic<int>& a) : n(a) { ++n; }
+    ~Active() { --n; }
+  } guard(impl_->active);
+  throwIfUnusable(*this, impl_->destroyed.load(), false);
+  try {
+    impl_->transport->sendRecv(sendPeer, sbuf, sbytes, recvPeer, rbuf, rbytes, op_);
+  } catch (const Error& e) {
+    throwIfUnusable(*this, impl_->destroyed.load(), false);
+    if (e.code() == ErrorCode::kAborted || e.code() == ErrorCode::kInvalidArgument) throw;
+    // A transport failure leaves the group out of step: fail and tell the others. A lost
+    // peer is usually a consequence: when another rank failed first (and then closed its
+    // sockets), report that rank's error instead. Mismatches and timeouts seen here are this
+    // rank's own observations and keep their code.
+    fail(e.what());
+    std::string first = firstError();
+    if (e.code() == ErrorCode::kPeerLost && first != e.what()) {
+      throw Error(ErrorCode::kAborted, first);
+    }
+    throw;
+  }
+}
+
+void* Communicator::scratch(size_t bytes, int slot) {
+  NODECCL_CHECK(slot >= 0 && slot < 64);
+  if (scratch_.size() <= static_cast<size_t>(slot)) scratch_.resize(slot + 1);
+  auto& buf = scratch_[slot];
+  if (buf.size() < bytes) {
+    try {
+      buf.resize(bytes);
+    } catch (const std::bad_alloc&) {
+      throw Error(ErrorCode::kIo, strcat("rank ", opts_.rank, ": cannot allocate ", bytes,
+                                         " bytes of scratch memory (slot ", slot,
+                                         "); use smaller messages or free memory"));
+    }
+  }
+  return buf.data();
+}
+
+// ---- teardown ---------------------------------------------------------------------------
+
+void Communicator::destroy() {
+  Impl& m = *impl_;
+  if (m.destroyed.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.stopping = true;
+  }
+  m.stopCv.notify_all();
+
+  // Wake everything that may block: an operation in the transport, the watcher in the store.
+  if (m.transport) m.transport->abort(strcat("rank ", opts_.rank, ": communicator was destroyed"));
+  if (m.watchStore) m.watchStore->close();
+  if (m.watcher.joinable()) m.watcher.join();
+  if (m.notifyStore) m.notifyStore->close();
+
+  // An operation on another thread leaves promptly after abort(); wait before closing.
+  auto giveUp = net::deadlineAfter(Millis(5000));
+  while (m.active.load() > 0 && net::Clock::now() < giveUp) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (m.transport && m.active.load() == 0) m.transport->close();
+  NODECCL_INFO("init", opts_.rank, opts_.size, "communicator destroyed");
+}
+
+}  // namespace nodeccl

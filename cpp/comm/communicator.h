@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+// A communicator: this rank's place in a group of `size` ranks, its connections to the others,
+// and the context of the operation in progress. Collectives (coll/) are free functions of a
+// Communicator. A Communicator is driven by one thread at a time (the Executor's worker);
+// abort() may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+#include "transport/transport.h"
+
+namespace nodeccl {
+
+struct CommOptions {
+  int rank = 0;
+  int size = 1;
+  // Namespace of this communicator's keys in the store, so several can share one store.
+  std::string prefix = "nodeccl/world";
+  // Address this rank listens on and publishes for its peers; "" picks the loopback address
+  // when the store is on loopback, else the address the store connection goes out from.
+  std::string listenHost;
+  Millis initTimeout = Millis(60000);  // bounds the whole rendezvous
+  Millis timeout = Millis(300000);     // default for each operation
+  std::string transport = "tcp";       // NODECCL_TRANSPORT; only "tcp" today
+};
+
+class Communicator {
+ public:
+  // Rendezvous: publishes this rank's address in `store`, connects to every peer, and checks
+  // that all ranks agree on the world size. Blocks at most opts.initTimeout. The store must
+  // outlive the communicator (it is also used to spread abort notices).
+  static std::unique_ptr<Communicator> create(std::shared_ptr<Store> store,
+                                              const CommOptions& opts);
+  ~Communicator();
+
+  int rank() const { return opts_.rank; }
+  int size() const { return opts_.size; }
+  const CommOptions& options() const { return opts_; }
+
+  // Marks the start of an operation: sets its kind, number and deadline (timeout 0 means the
+  // communicator's default). Throws kAborted/kDestroyed when the communicator is unusable.
+  void beginOp(OpKind kind, Millis timeout);
+  const OpInfo& currentOp() const { return op_; }
+
+  // Point-to-point building blocks for algorithms; see Transport::sendRecv.
+  void sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer, void* rbuf,
+                size_t rbytes);
+  void send(int peer, const void* buf, size_t bytes) { sendRecv(peer, buf, bytes, -1, nullptr, 0); }
+  void recv(int peer, void* buf, size_t bytes) { sendRecv(-1, nullptr, 0, peer, buf, bytes); }
+
+  // A reusable scratch buffer of at least `bytes` (grown on demand, kept between operations).
+  // Valid until the next call with a larger size.
+  void* scratch(size_t bytes, int slot = 0);
+
+  // Thread-safe. Fails the operation in progress and every later one with kAborted carrying
+  // `reason`, and tells the other ranks (through the store) so that they fail too.
+  void abort(const std::string& reason);
+
+  // Records `reason` as this communicator's first error (if none yet) and tells the other
+  // ranks, as abort() does. Called by the executor when an operation throws.
+  void fail(const std::string& reason);
+
+  // Closes connections and stops background watching. Idempotent.
+  void destroy();
+
+  // The first error recorded, or "" when healthy.
+  std::string firstError() const;
+
+ private:
+  Communicator(std::shared_ptr<Store> store, const CommOptions& opts);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  CommOptions opts_;
+  OpInfo op_;
+  std::vector<std::vector<unsigned char>> scratch_;
+};
+
+}  // namespace nodeccl

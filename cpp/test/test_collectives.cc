@@ -1,0 +1,435 @@
+// SPDX-License-Identifier: Apache-2.0
+// Tests the collectives (coll/collectives.h) with ranks as threads over real TCP loopback
+// connections, swept over world sizes, counts (0, 1, primes, counts below and not divisible by
+// the world size), dtypes and ops, against a reference computed here.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coll/collectives.h"
+#include "common/error.h"
+#include "common/half.h"
+#include "test/harness.h"
+#include "test/typed.h"
+#include "test/world.h"
+
+using namespace nodeccl;
+using namespace nodeccl_test;
+
+namespace {
+
+const int kWorldSizes[] = {1, 2, 3, 4, 5, 8};
+// 0, 1, below most world sizes, primes (never divisible by n > 1), and a larger one.
+const size_t kCounts[] = {0, 1, 7, 13, 1000};
+
+// A hang fails the test after this long instead of stalling the whole binary.
+CommOptions testOptions(Millis timeout = Millis(20000)) {
+  CommOptions o;
+  o.timeout = timeout;
+  o.initTimeout = Millis(20000);
+  return o;
+}
+
+// ---- inputs and reference ----------------------------------------------------------------
+
+// The value rank r contributes at element i. Floats get small integers, so that every sum
+// (|s| <= 8 ranks * 8 = 64) and product (|p| <= 2^8 = 256) is exact in float32 and in both
+// half types whatever the order of accumulation: the reference needs no tolerance, and any
+// ranks that disagree are wrong. Integer sums span the whole range, so they wrap.
+int64_t inputValue(int r, size_t i, DataType t, ReduceOp op) {
+  uint64_t h = static_cast<uint64_t>(r) * 0x9E3779B1u + i * 0x85EBCA77u + 12345;
+  h ^= h >> 13;
+  h *= 0xC2B2AE35u;
+  h ^= h >> 16;
+  if (op == ReduceOp::kProd) {
+    static const int kFactors[] = {1, 2, -1, -2, 1};
+    int f = kFactors[h % 5];
+    return t == DataType::kUint8 && f < 0 ? -f : f;
+  }
+  switch (t) {
+    case DataType::kInt32: return static_cast<int32_t>(static_cast<uint32_t>(h));
+    case DataType::kInt8: return static_cast<int64_t>(h % 256) - 128;
+    case DataType::kUint8: return static_cast<int64_t>(h % 256);
+    default: return static_cast<int64_t>(h % 17) - 8;
+  }
+}
+
+Bytes makeInput(int r, size_t count, DataType t, ReduceOp op) {
+  Bytes b(count * dtypeSize(t));
+  for (size_t i = 0; i < count; ++i) {
+    if (isIntType(t)) storeI(b, i, t, inputValue(r, i, t, op));
+    else storeF(b, i, t, static_cast<double>(inputValue(r, i, t, op)));
+  }
+  return b;
+}
+
+int64_t foldInt(int64_t a, int64_t b, ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kProd: return a * b;  // factors are +-1, +-2: no int64 overflow
+    case ReduceOp::kMin: return a < b ? a : b;
+    case ReduceOp::kMax: return a > b ? a : b;
+    default: return a + b;  // sum, avg: at most 8 int32 values, no int64 overflow
+  }
+}
+
+// Element i of op over ranks 0..n-1. Integers: wrapped, avg truncates the wrapped sum.
+// Floats: the exact result; avg divides it in the accumulation type (float32 for half types,
+// which then round once; float64 for float64), as the collectives are specified to.
+void storeExpected(Bytes& out, size_t i, int n, DataType t, ReduceOp op) {
+  int64_t acc = inputValue(0, i, t, op);
+  for (int r = 1; r < n; ++r) acc = foldInt(acc, inputValue(r, i, t, op), op);
+  if (isIntType(t)) {
+    int64_t wrapped = wrapTo(acc, t);
+    storeI(out, i, t, op == ReduceOp::kAvg ? wrapped / n : wrapped);
+  } else if (op != ReduceOp::kAvg) {
+    storeF(out, i, t, static_cast<double>(acc));
+  } else if (t == DataType::kFloat64) {
+    storeF(out, i, t, static_cast<double>(acc) / n);
+  } else {
+    storeF(out, i, t, static_cast<float>(acc) / static_cast<float>(n));
+  }
+}
+
+Bytes expectedReduction(int n, size_t count, DataType t, ReduceOp op) {
+  Bytes out(count * dtypeSize(t));
+  for (size_t i = 0; i < count; ++i) storeExpected(out, i, n, t, op);
+  return out;
+}
+
+// Byte-exact comparison (so ranks are also bitwise identical); reports the first difference.
+bool expectBytes(const Bytes& got, const Bytes& want, DataType t, const std::string& what) {
+  if (got == want) return true;
+  if (got.size() != want.size()) {
+    fail(strcat(what, ": got ", got.size(), " bytes, expected ", want.size()));
+    return false;
+  }
+  const size_t elem = dtypeSize(t);
+  for (size_t i = 0; i * elem < got.size(); ++i) {
+    if (std::memcmp(got.data() + i * elem, want.data() + i * elem, elem) != 0) {
+      fail(strcat(what, ": element ", i, " is ", loadAny(got, i, t), ", expected ",
+                  loadAny(want, i, t)));
+      break;
+    }
+  }
+  return false;
+}
+
+std::string describe(const char* coll, const Communicator& comm, size_t count, DataType t,
+                     const char* extra = "") {
+  return strcat(coll, " rank ", comm.rank(), "/", comm.size(), " count ", count, " ",
+                dtypeName(t), " ", extra);
+}
+
+}  // namespace
+
+// ---- allReduce ---------------------------------------------------------------------------
+
+NODECCL_TEST(coll_allreduce_every_size_count_dtype_op) {
+  for (int n : kWorldSizes) {
+    runWorld(n, [&](Communicator& comm) {
+      for (DataType t : kAllTypes) {
+        for (ReduceOp op : kAllOps) {
+          for (size_t count : kCounts) {
+            Bytes data = makeInput(comm.rank(), count, t, op);
+            allReduce(comm, data.data(), count, t, op);
+            if (!expectBytes(data, expectedReduction(n, count, t, op), t,
+                             describe("allReduce", comm, count, t, reduceOpName(op)))) {
+              return;
+            }
+          }
+        }
+      }
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_allreduce_large_float32_sum) {
+  // 2^20 elements (4 MiB): 2^20 mod 3 = 1, so with 3 ranks the segments are uneven.
+  const size_t count = size_t(1) << 20;
+  for (int n : {2, 3, 4}) {
+    runWorld(n, [&](Communicator& comm) {
+      Bytes data = makeInput(comm.rank(), count, DataType::kFloat32, ReduceOp::kSum);
+      allReduce(comm, data.data(), count, DataType::kFloat32, ReduceOp::kSum);
+      expectBytes(data, expectedReduction(n, count, DataType::kFloat32, ReduceOp::kSum),
+                  DataType::kFloat32, describe("allReduce", comm, count, DataType::kFloat32));
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_allreduce_half_accumulates_in_float32_and_rounds_once) {
+  // Rank 0 contributes 2048 (float16) or 256 (bfloat16), every other rank 1, so the exact sum
+  // is 2048 + (n - 1). Near 2048 float16's spacing is 2, near 256 bfloat16's is 2: rounding
+  // at every step would lose the ones whenever 2048 is added first (2048 + 1 -> 2048, a tie
+  // to even). Rounding once: n = 4 -> 2051 -> 2052 (tie to even); n = 5 -> 2052;
+  // n = 8 -> 2055 -> 2056 (tie to even). avg divides the float32 sum by n, then rounds:
+  // n = 3 -> 2050 / 3 = 683.33 -> 683.5 (float16 spacing 0.5 in [512, 1024)).
+  for (int n : {2, 3, 4, 5, 8}) {
+    runWorld(n, [&](Communicator& comm) {
+      for (DataType t : {DataType::kFloat16, DataType::kBFloat16}) {
+        const float big = t == DataType::kFloat16 ? 2048.0f : 256.0f;
+        for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg}) {
+          const size_t count = 11;
+          Bytes data(count * 2), want(count * 2);
+          float exact = big + static_cast<float>(n - 1);
+          if (op == ReduceOp::kAvg) exact /= static_cast<float>(n);
+          for (size_t i = 0; i < count; ++i) {
+            storeF(data, i, t, comm.rank() == 0 ? big : 1.0f);
+            storeF(want, i, t, exact);  // storeF rounds float32 -> half once
+          }
+          allReduce(comm, data.data(), count, t, op);
+          expectBytes(data, want, t, describe("allReduce", comm, count, t, reduceOpName(op)));
+        }
+      }
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_allreduce_propagates_nan) {
+  // The last rank puts a NaN at element 3; every op (sum, prod, min, max, avg) must give NaN
+  // there on every rank, and leave the other elements alone.
+  for (int n : {1, 3, 4}) {
+    runWorld(n, [&](Communicator& comm) {
+      for (DataType t : {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16,
+                         DataType::kBFloat16}) {
+        for (ReduceOp op : kAllOps) {
+          Bytes data = makeInput(comm.rank(), 9, t, op);
+          Bytes want = expectedReduction(n, 9, t, op);
+          if (comm.rank() == n - 1) storeF(data, 3, t, NAN);
+          allReduce(comm, data.data(), 9, t, op);
+          EXPECT_TRUE(std::isnan(loadF(data, 3, t)));
+          storeF(data, 3, t, 0.0);
+          storeF(want, 3, t, 0.0);
+          expectBytes(data, want, t, describe("allReduce NaN", comm, 9, t, reduceOpName(op)));
+        }
+      }
+    }, testOptions());
+  }
+}
+
+// ---- broadcast and reduce ----------------------------------------------------------------
+
+NODECCL_TEST(coll_broadcast_every_root) {
+  const DataType types[] = {DataType::kFloat32, DataType::kFloat64, DataType::kInt8,
+                            DataType::kBFloat16};
+  for (int n : kWorldSizes) {
+    runWorld(n, [&](Communicator& comm) {
+      for (int root = 0; root < n; ++root) {
+        for (DataType t : types) {
+          for (size_t count : kCounts) {
+            // Non-roots start with other values, so a rank that receives nothing fails.
+            Bytes data = makeInput(comm.rank() == root ? root : 100 + comm.rank(), count, t,
+                                   ReduceOp::kSum);
+            broadcast(comm, data.data(), count, t, root);
+            expectBytes(data, makeInput(root, count, t, ReduceOp::kSum), t,
+                        describe("broadcast", comm, count, t, strcat("root ", root).c_str()));
+          }
+        }
+      }
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_reduce_every_root_leaves_non_roots_unchanged) {
+  for (int n : kWorldSizes) {
+    runWorld(n, [&](Communicator& comm) {
+      for (int root = 0; root < n; ++root) {
+        for (DataType t : kAllTypes) {
+          for (ReduceOp op : kAllOps) {
+            for (size_t count : {size_t(0), size_t(13)}) {
+              const Bytes input = makeInput(comm.rank(), count, t, op);
+              Bytes data = input;
+              reduce(comm, data.data(), count, t, op, root);
+              const Bytes want =
+                  comm.rank() == root ? expectedReduction(n, count, t, op) : input;
+              if (!expectBytes(data, want, t,
+                               describe("reduce", comm, count, t,
+                                        strcat(reduceOpName(op), " root ", root).c_str()))) {
+                return;
+              }
+            }
+          }
+        }
+      }
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_reduce_larger_counts) {
+  for (int n : {2, 3, 5}) {
+    runWorld(n, [&](Communicator& comm) {
+      for (DataType t : {DataType::kFloat32, DataType::kFloat16, DataType::kInt32}) {
+        for (size_t count : {size_t(1), size_t(7), size_t(1000), size_t(65537)}) {
+          const int root = n - 1;
+          const Bytes input = makeInput(comm.rank(), count, t, ReduceOp::kAvg);
+          Bytes data = input;
+          reduce(comm, data.data(), count, t, ReduceOp::kAvg, root);
+          const Bytes want =
+              comm.rank() == root ? expectedReduction(n, count, t, ReduceOp::kAvg) : input;
+          expectBytes(data, want, t, describe("reduce avg", comm, count, t));
+        }
+      }
+    }, testOptions());
+  }
+}
+
+// ---- allGather and reduceScatter ---------------------------------------------------------
+
+NODECCL_TEST(coll_allgather_every_size_and_count) {
+  const DataType types[] = {DataType::kFloat32, DataType::kUint8, DataType::kFloat16,
+                            DataType::kFloat64};
+  for (int n : kWorldSizes) {
+    runWorld(n, [&](Communicator& comm) {
+      for (DataType t : types) {
+        for (size_t count : kCounts) {
+          const size_t elem = dtypeSize(t);
+          Bytes want;
+          for (int r = 0; r < n; ++r) {
+            Bytes block = makeInput(r, count, t, ReduceOp::kSum);
+            want.insert(want.end(), block.begin(), block.end());
+          }
+          // Separate input and output; the output starts as garbage.
+          Bytes in = makeInput(comm.rank(), count, t, ReduceOp::kSum);
+          Bytes out(n * count * elem, 0xAB);
+          allGather(comm, in.data(), out.data(), count, t);
+          expectBytes(out, want, t, describe("allGather", comm, count, t));
+          // In place: the input is this rank's block of the output.
+          Bytes inPlace(n * count * elem, 0xCD);
+          unsigned char* own = inPlace.data() + comm.rank() * count * elem;
+          if (count > 0) std::memcpy(own, in.data(), in.size());
+          allGather(comm, own, inPlace.data(), count, t);
+          expectBytes(inPlace, want, t, describe("allGather in place", comm, count, t));
+        }
+      }
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_reduce_scatter_every_size_count_dtype_op) {
+  for (int n : kWorldSizes) {
+    runWorld(n, [&](Communicator& comm) {
+      for (DataType t : kAllTypes) {
+        for (ReduceOp op : kAllOps) {
+          for (size_t count : {size_t(0), size_t(1), size_t(7), size_t(13), size_t(100)}) {
+            const size_t elem = dtypeSize(t);
+            const Bytes input = makeInput(comm.rank(), n * count, t, op);
+            const Bytes all = expectedReduction(n, n * count, t, op);
+            Bytes in = input, out(count * elem, 0xEE);
+            reduceScatter(comm, in.data(), out.data(), count, t, op);
+            const auto begin = all.begin() + comm.rank() * count * elem;
+            const Bytes want(begin, begin + count * elem);
+            std::string what = describe("reduceScatter", comm, count, t, reduceOpName(op));
+            if (!expectBytes(out, want, t, what)) return;
+            if (!expectBytes(in, input, t, what + " (input changed)")) return;
+          }
+        }
+      }
+    }, testOptions());
+  }
+}
+
+// ---- barrier and point to point ----------------------------------------------------------
+
+NODECCL_TEST(coll_barrier_holds_every_rank_until_all_arrive) {
+  for (int n : kWorldSizes) {
+    constexpr int kRounds = 12;
+    std::atomic<int> arrived[kRounds] = {};
+    runWorld(n, [&](Communicator& comm) {
+      for (int k = 0; k < kRounds; ++k) {
+        // Stagger arrivals so that some rank is always late.
+        if ((comm.rank() + k) % 3 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        arrived[k].fetch_add(1);
+        barrier(comm);
+        EXPECT_EQ(arrived[k].load(), n);
+      }
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_send_recv_around_a_ring) {
+  for (int n : {2, 3, 4, 5}) {
+    runWorld(n, [&](Communicator& comm) {
+      const int r = comm.rank(), next = (r + 1) % n, prev = (r + n - 1) % n;
+      for (size_t count : {size_t(0), size_t(1), size_t(1000), size_t(100000)}) {
+        const DataType t = DataType::kFloat32;
+        Bytes out = makeInput(r, count, t, ReduceOp::kSum), in(count * 4, 0);
+        // Even ranks send first and odd ranks receive first, so no cycle of blocked senders
+        // forms even when a message does not fit in the socket buffers.
+        if (r % 2 == 0) {
+          send(comm, out.data(), count, t, next);
+          recv(comm, in.data(), count, t, prev);
+        } else {
+          recv(comm, in.data(), count, t, prev);
+          send(comm, out.data(), count, t, next);
+        }
+        expectBytes(in, makeInput(prev, count, t, ReduceOp::kSum), t,
+                    describe("recv", comm, count, t));
+      }
+    }, testOptions());
+  }
+}
+
+// ---- errors ------------------------------------------------------------------------------
+
+NODECCL_TEST(coll_rejects_bad_arguments_before_communicating) {
+  const ErrorCode code = ErrorCode::kInvalidArgument;
+  runWorld(4, [&](Communicator& comm) {
+    const std::string me = strcat("rank ", comm.rank(), ": ");
+    float buf[4] = {1, 2, 3, 4};
+    const size_t huge = std::numeric_limits<size_t>::max() / 2;
+    EXPECT_THROWS_CODE(broadcast(comm, buf, 4, DataType::kFloat32, 5), code,
+                       me + "broadcast root 5 is out of range for a world of 4 ranks; pass a "
+                            "root in 0..3");
+    EXPECT_THROWS_CODE(reduce(comm, buf, 4, DataType::kFloat32, ReduceOp::kSum, -1), code,
+                       me + "reduce root -1 is out of range");
+    EXPECT_THROWS_CODE(allReduce(comm, nullptr, 4, DataType::kFloat32, ReduceOp::kSum), code,
+                       me + "allReduce data is null but count is 4");
+    EXPECT_THROWS_CODE(allReduce(comm, buf, huge, DataType::kFloat32, ReduceOp::kSum), code,
+                       "overflows");
+    EXPECT_THROWS_CODE(allGather(comm, buf, buf, huge / 4, DataType::kFloat32), code,
+                       "x 4 ranks overflows");
+    EXPECT_THROWS_CODE(reduceScatter(comm, buf, nullptr, 1, DataType::kFloat32,
+                                     ReduceOp::kSum), code, "output is null");
+    EXPECT_THROWS_CODE(allReduce(comm, buf, 4, static_cast<DataType>(9), ReduceOp::kSum), code,
+                       "dtype 9 is not a known dtype");
+    EXPECT_THROWS_CODE(allReduce(comm, buf, 4, DataType::kFloat32, static_cast<ReduceOp>(5)),
+                       code, "op 5 is not a known reduce op");
+    EXPECT_THROWS_CODE(send(comm, buf, 4, DataType::kFloat32, comm.rank()), code,
+                       "is this rank itself");
+    EXPECT_THROWS_CODE(recv(comm, buf, 4, DataType::kFloat32, 4), code,
+                       "recv peer 4 is out of range for a world of 4 ranks");
+    // Nothing was sent, so the communicator still works and all ranks are in step.
+    float one[3] = {1, 1, 1};
+    allReduce(comm, one, 3, DataType::kFloat32, ReduceOp::kSum);
+    EXPECT_EQ(one[2], 4.0f);
+  }, testOptions());
+  runWorld(1, [&](Communicator& comm) {
+    float x = 0;
+    EXPECT_THROWS_CODE(send(comm, &x, 1, DataType::kFloat32, 0), code, "a world of 1 rank");
+  }, testOptions());
+}
+
+NODECCL_TEST(coll_mismatched_counts_fail_on_every_rank) {
+  // Rank 0 reduces 8 elements, rank 1 16: their first ring messages are 16 and 32 bytes, and
+  // each receiver checks the header's byte count against what it expects. Whichever rank
+  // notices first fails the group, so the other may fail with kAborted carrying that first
+  // rank's message instead of its own kMismatch: either way every rank fails, saying why.
+  runWorld(2, [&](Communicator& comm) {
+    std::vector<float> data(comm.rank() == 0 ? 8 : 16, 1.0f);
+    try {
+      allReduce(comm, data.data(), data.size(), DataType::kFloat32, ReduceOp::kSum);
+      fail(strcat("rank ", comm.rank(), ": allReduce with mismatched counts did not throw"));
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_TRUE(e.code() == ErrorCode::kMismatch || e.code() == ErrorCode::kAborted);
+      if (what.find("same count") == std::string::npos) {
+        fail(strcat("rank ", comm.rank(), ": unexpected message: ", what));
+      }
+    }
+  }, testOptions(Millis(5000)));
+}

@@ -1,0 +1,524 @@
+// SPDX-License-Identifier: Apache-2.0
+// Tests the fused optimizers (optim/optim.h) against the float64 reference (optim/reference.h)
+// over many steps and every option combination, against values worked by hand, for bitwise
+// independence from alignment and checkpoint copies, and for their argument checks.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "optim/optim.h"
+#include "optim/reference.h"
+#include "test/harness.h"
+
+using namespace nodeccl;
+using namespace nodeccl::optim;
+
+namespace {
+
+// ---- a fused run beside the reference ---------------------------------------------------------
+
+// Tensor sizes of every fused call: empty, one element, a short tail, sizes that are not a
+// multiple of any vector width, and one large enough to run the vector body for a while.
+const std::vector<size_t> kSizes = {0, 1, 3, 17, 1000, 4099};
+
+// One fused call over the tensors in `list`, with up to three state arrays per tensor.
+using FusedFn = std::function<void(const ParamList&, float* const* const* states)>;
+
+// Float32 tensors with three state arrays each (zeros), plus their float64 twins.
+template <typename RefState>
+struct Run {
+  std::vector<std::vector<float>> params, grads, state[3];
+  std::vector<double> steps;
+  std::vector<std::vector<double>> refParams;
+  std::vector<RefState> refStates;
+
+  explicit Run(std::mt19937& rng) {
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    size_t n = kSizes.size();
+    params.resize(n), grads.resize(n), steps.assign(n, 0), refParams.resize(n);
+    refStates.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      for (auto& s : state) s.resize(n), s[i].assign(kSizes[i], 0.0f);
+      params[i].resize(kSizes[i]);
+      grads[i].resize(kSizes[i]);
+      for (float& x : params[i]) x = u(rng);
+      refParams[i].assign(params[i].begin(), params[i].end());
+    }
+  }
+
+  // One fused step over the tensors in `active`, with fresh gradients of scale `scale`.
+  void fusedStep(const std::vector<size_t>& active, std::mt19937& rng, float scale,
+                 const FusedFn& fused) {
+    std::normal_distribution<float> normal(0.0f, scale);
+    std::vector<float*> p, st[3];
+    std::vector<const float*> g;
+    std::vector<size_t> sizes;
+    std::vector<double> stepsNow;
+    for (size_t i : active) {
+      for (float& x : grads[i]) x = normal(rng);
+      p.push_back(params[i].data());
+      g.push_back(grads[i].data());
+      for (int k = 0; k < 3; ++k) st[k].push_back(state[k][i].data());
+      sizes.push_back(kSizes[i]);
+      stepsNow.push_back(steps[i]);
+    }
+    ParamList list{active.size(), p.data(), g.data(), sizes.data(), stepsNow.data()};
+    float* const* states[3] = {st[0].data(), st[1].data(), st[2].data()};
+    fused(list, states);
+    for (size_t k = 0; k < active.size(); ++k) steps[active[k]] = stepsNow[k];
+  }
+
+  // Largest |fused - reference| / (1 + |reference|) over every element.
+  double maxError() const {
+    double worst = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      for (size_t j = 0; j < params[i].size(); ++j) {
+        double r = refParams[i][j];
+        double e = std::fabs(params[i][j] - r) / (1 + std::fabs(r));
+        worst = std::isnan(e) ? INFINITY : std::max(worst, e);
+      }
+    }
+    return worst;
+  }
+};
+
+// Runs `numSteps` steps of the fused optimizer and of the reference. Tensor 2 sits out every
+// third step, so step counts differ between tensors. Returns the largest scaled error.
+template <typename RefState, typename RefFn>
+double compareWithReference(const FusedFn& fused, RefFn ref, int numSteps, float scale) {
+  std::mt19937 rng(12345);
+  Run<RefState> run(rng);
+  for (int step = 0; step < numSteps; ++step) {
+    std::vector<size_t> active;
+    for (size_t i = 0; i < kSizes.size(); ++i) {
+      if (!(i == 2 && step % 3 == 1)) active.push_back(i);
+    }
+    run.fusedStep(active, rng, scale, fused);
+    for (size_t i : active) {
+      std::vector<double> g(run.grads[i].begin(), run.grads[i].end());
+      ref(run.refParams[i], g, run.refStates[i]);
+    }
+  }
+  for (size_t i = 0; i < kSizes.size(); ++i) EXPECT_EQ(run.steps[i], run.refStates[i].step);
+  return run.maxError();
+}
+
+// Float32 rounding of each update compounds over the steps; 40 steps of updates of order lr
+// with relative rounding near 1e-7 stay far below this bound, while any formula slip (a wrong
+// coefficient, a missed bias correction) moves parameters by orders of magnitude more.
+constexpr double kTolerance = 5e-6;
+constexpr int kSteps = 40;
+
+// ---- helpers for hand-worked values -------------------------------------------------------
+
+// One fused call on a single tensor of `p.size()` elements with `step` steps behind it.
+struct One {
+  std::vector<float> p, g, s0, s1, s2;
+  double step = 0;
+  One(std::vector<float> params) : p(std::move(params)) {
+    s0.assign(p.size(), 0.0f), s1.assign(p.size(), 0.0f), s2.assign(p.size(), 0.0f);
+  }
+  ParamList list(const std::vector<float>& grads) {
+    g = grads;
+    pp = p.data(), gp = g.data(), n = p.size();
+    b0 = s0.data(), b1 = s1.data(), b2 = s2.data();
+    return ParamList{1, &pp, &gp, &n, &step};
+  }
+  float* pp;
+  const float* gp;
+  size_t n;
+  float *b0, *b1, *b2;
+};
+
+uint32_t bitsOf(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  return u;
+}
+
+}  // namespace
+
+// ---- against the float64 reference --------------------------------------------------------------
+
+NODECCL_TEST(optim_sgd_matches_reference) {
+  for (double momentum : {0.0, 0.9}) {
+    for (double dampening : {0.0, 0.25}) {
+      for (bool nesterov : {false, true}) {
+        if (nesterov && (momentum == 0 || dampening != 0)) continue;
+        for (double wd : {0.0, 1e-2}) {
+          SgdOptions o;
+          o.lr = 0.05, o.momentum = momentum, o.dampening = dampening, o.nesterov = nesterov;
+          o.weightDecay = wd;
+          auto fused = [&](const ParamList& l, float* const* const* st) {
+            sgdStep(o, l, st[0]);
+          };
+          auto ref = [&](std::vector<double>& p, const std::vector<double>& g,
+                         reference::SgdState& s) { reference::sgdStep(o, p, g, s); };
+          double err = compareWithReference<reference::SgdState>(fused, ref, kSteps, 1.0f);
+          EXPECT_TRUE(err <= kTolerance);
+          if (err > kTolerance) {
+            EXPECT_EQ(std::string("momentum dampening nesterov wd"),
+                      std::to_string(momentum) + " " + std::to_string(dampening) + " " +
+                          std::to_string(nesterov) + " " + std::to_string(wd));
+          }
+        }
+      }
+    }
+  }
+}
+
+NODECCL_TEST(optim_rmsprop_matches_reference) {
+  for (double alpha : {0.99, 0.5}) {
+    for (double momentum : {0.0, 0.9}) {
+      for (bool centered : {false, true}) {
+        for (double wd : {0.0, 1e-2}) {
+          RmspropOptions o;
+          o.lr = 1e-3, o.alpha = alpha, o.momentum = momentum, o.centered = centered;
+          o.weightDecay = wd;
+          auto fused = [&](const ParamList& l, float* const* const* st) {
+            rmspropStep(o, l, st[0], st[1], st[2]);
+          };
+          auto ref = [&](std::vector<double>& p, const std::vector<double>& g,
+                         reference::RmspropState& s) { reference::rmspropStep(o, p, g, s); };
+          double err = compareWithReference<reference::RmspropState>(fused, ref, kSteps, 1.0f);
+          EXPECT_TRUE(err <= kTolerance);
+          if (err > kTolerance) {
+            EXPECT_EQ(std::string("alpha momentum centered wd"),
+                      std::to_string(alpha) + " " + std::to_string(momentum) + " " +
+                          std::to_string(centered) + " " + std::to_string(wd));
+          }
+        }
+      }
+    }
+  }
+}
+
+NODECCL_TEST(optim_adam_matches_reference) {
+  for (bool decoupled : {false, true}) {
+    for (bool amsgrad : {false, true}) {
+      for (bool biasCorrection : {true, false}) {
+        for (double wd : {0.0, 0.1}) {
+          for (double eps : {1e-8, 1e-3}) {
+            AdamOptions o;
+            o.lr = 1e-3, o.decoupled = decoupled, o.amsgrad = amsgrad;
+            o.biasCorrection = biasCorrection, o.weightDecay = wd, o.eps = eps;
+            auto fused = [&](const ParamList& l, float* const* const* st) {
+              adamStep(o, l, st[0], st[1], st[2]);
+            };
+            auto ref = [&](std::vector<double>& p, const std::vector<double>& g,
+                           reference::AdamState& s) { reference::adamStep(o, p, g, s); };
+            // Small gradients, so that eps matters and AMSGrad's maximum changes hands.
+            double err = compareWithReference<reference::AdamState>(fused, ref, kSteps, 1e-2f);
+            EXPECT_TRUE(err <= kTolerance);
+            if (err > kTolerance) {
+              EXPECT_EQ(std::string("decoupled amsgrad biasCorrection wd eps"),
+                        std::to_string(decoupled) + " " + std::to_string(amsgrad) + " " +
+                            std::to_string(biasCorrection) + " " + std::to_string(wd) + " " +
+                            std::to_string(eps));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Tensors that enter with different step counts get their own bias corrections.
+NODECCL_TEST(optim_adam_step_count_per_tensor) {
+  AdamOptions o;
+  o.lr = 0.01;
+  std::vector<float> a = {0.5f, -1.0f}, b = {0.5f, -1.0f};
+  std::vector<float> ga = {0.25f, 0.125f}, gb = ga;
+  std::vector<float> ma(2, 0.1f), va(2, 0.02f), mb = ma, vb = va;
+  float* p[] = {a.data(), b.data()};
+  const float* g[] = {ga.data(), gb.data()};
+  float* m[] = {ma.data(), mb.data()};
+  float* v[] = {va.data(), vb.data()};
+  size_t sizes[] = {2, 2};
+  double steps[] = {3, 100};
+  adamStep(o, ParamList{2, p, g, sizes, steps}, m, v, nullptr);
+  EXPECT_EQ(steps[0], 4.0);
+  EXPECT_EQ(steps[1], 101.0);
+
+  // The same state and gradient give different updates at t = 4 and t = 101.
+  for (int k = 0; k < 2; ++k) {
+    reference::AdamState s;
+    s.step = k == 0 ? 3 : 100;
+    s.expAvg.assign(2, double(0.1f)), s.expAvgSq.assign(2, double(0.02f));
+    std::vector<double> ref = {0.5, -1.0}, grad = {0.25, 0.125};
+    reference::adamStep(o, ref, grad, s);
+    for (int j = 0; j < 2; ++j) EXPECT_NEAR(p[k][j], ref[j], 1e-6);
+  }
+  EXPECT_TRUE(a[0] != b[0]);
+}
+
+// ---- values worked by hand ------------------------------------------------------------------
+
+// Adam's first step with a large eps. m = (1-b1) g and v = (1-b2) g^2, so the bias-corrected
+// m^ = g and v^ = g^2, and the update is lr * g / (|g| + eps), whatever the betas:
+//   lr 0.1, eps 1, p 1, g 3:    p = 1 - 0.1 * 3 / (3 + 1)      = 0.925
+//   lr 0.1, eps 1, p 1, g -0.5: p = 1 + 0.1 * 0.5 / (0.5 + 1)  = 1.0333...
+NODECCL_TEST(optim_hand_adam_first_step_large_eps) {
+  AdamOptions o;
+  o.lr = 0.1, o.eps = 1.0;
+  One t({1.0f, 1.0f});
+  adamStep(o, t.list({3.0f, -0.5f}), &t.b0, &t.b1, nullptr);
+  EXPECT_NEAR(t.p[0], 0.925, 1e-6);
+  EXPECT_NEAR(t.p[1], 1.0 + 0.05 / 1.5, 1e-6);
+  EXPECT_NEAR(t.s0[0], 0.1 * 3.0, 1e-6);         // m = (1 - 0.9) * 3
+  EXPECT_NEAR(t.s1[0], 0.001 * 9.0, 1e-9);       // v = (1 - 0.999) * 9
+  EXPECT_EQ(t.step, 1.0);
+
+  // Without bias correction the same step is lr * (1-b1) g / (sqrt(1-b2) |g| + eps):
+  //   0.1 * 0.3 / (0.0316228 * 3 + 1) = 0.03 / 1.0948683 = 0.0274005, so p = 0.9725995.
+  o.biasCorrection = false;
+  One u({1.0f});
+  adamStep(o, u.list({3.0f}), &u.b0, &u.b1, nullptr);
+  EXPECT_NEAR(u.p[0], 1.0 - 0.03 / (std::sqrt(0.001) * 3 + 1), 1e-6);
+  EXPECT_NEAR(u.p[0], 0.9725995, 1e-6);
+}
+
+// Adam's L2 decay and AdamW's decoupled decay, first step, lr 0.1, wd 0.5, eps 1, p 2, g 0.5:
+//   Adam:  g' = 0.5 + 0.5 * 2 = 1.5;  p = 2 - 0.1 * 1.5 / (1.5 + 1)        = 1.94
+//   AdamW: p = 2 * (1 - 0.1 * 0.5) = 1.9;  p = 1.9 - 0.1 * 0.5 / (0.5 + 1) = 1.8666...
+NODECCL_TEST(optim_hand_adamw_vs_adam_decay) {
+  AdamOptions adam;
+  adam.lr = 0.1, adam.eps = 1.0, adam.weightDecay = 0.5;
+  AdamOptions adamw = adam;
+  adamw.decoupled = true;
+
+  One a({2.0f}), w({2.0f});
+  adamStep(adam, a.list({0.5f}), &a.b0, &a.b1, nullptr);
+  adamStep(adamw, w.list({0.5f}), &w.b0, &w.b1, nullptr);
+  EXPECT_NEAR(a.p[0], 1.94, 1e-6);
+  EXPECT_NEAR(w.p[0], 1.9 - 0.1 / 3.0, 1e-6);
+  EXPECT_NEAR(a.p[0] - w.p[0], 0.04 + 0.1 / 3.0, 1e-6);  // 0.0733...
+}
+
+// AMSGrad, lr 1, b1 = b2 = 0.5, eps 0, p 0, gradients 2 then 0.
+//   step 1: m = 1, v = 2, m^ = 1 / 0.5 = 2, v^ = 2 / 0.5 = 4: p = 0 - 2 / 2 = -1 (both)
+//   step 2: m = 0.5, v = 1, vmax = 2; bias corrections 1 - 0.25 = 0.75:
+//     Adam:    (0.5 / 0.75) / sqrt(1 / 0.75) = (2/3) * sqrt(0.75) = 1 / sqrt(3) = 0.57735
+//     AMSGrad: (0.5 / 0.75) / sqrt(2 / 0.75) = 1 / sqrt(6)                      = 0.40825
+NODECCL_TEST(optim_hand_amsgrad_second_step) {
+  AdamOptions o;
+  o.lr = 1, o.beta1 = 0.5, o.beta2 = 0.5, o.eps = 0;
+  for (bool amsgrad : {false, true}) {
+    o.amsgrad = amsgrad;
+    One t({0.0f});
+    adamStep(o, t.list({2.0f}), &t.b0, &t.b1, &t.b2);
+    EXPECT_NEAR(t.p[0], -1.0, 1e-6);
+    adamStep(o, t.list({0.0f}), &t.b0, &t.b1, &t.b2);
+    double expected = -1.0 - (amsgrad ? 1 / std::sqrt(6.0) : 1 / std::sqrt(3.0));
+    EXPECT_NEAR(t.p[0], expected, 1e-6);
+    if (amsgrad) EXPECT_NEAR(t.s2[0], 2.0, 1e-7);
+  }
+}
+
+// SGD with Nesterov momentum, lr 0.1, momentum 0.9, p 1, gradients 1 then 0.5:
+//   step 1: b = g = 1;                 d = 1 + 0.9 * 1     = 1.9;  p = 1 - 0.19     = 0.81
+//   step 2: b = 0.9 * 1 + 0.5 = 1.4;   d = 0.5 + 0.9 * 1.4 = 1.76; p = 0.81 - 0.176 = 0.634
+// Plain momentum takes d = b instead: p = 1 - 0.1 = 0.9, then 0.9 - 0.14 = 0.76.
+NODECCL_TEST(optim_hand_sgd_nesterov_two_steps) {
+  SgdOptions o;
+  o.lr = 0.1, o.momentum = 0.9, o.nesterov = true;
+  One t({1.0f});
+  sgdStep(o, t.list({1.0f}), &t.b0);
+  EXPECT_NEAR(t.p[0], 0.81, 1e-6);
+  sgdStep(o, t.list({0.5f}), &t.b0);
+  EXPECT_NEAR(t.s0[0], 1.4, 1e-6);
+  EXPECT_NEAR(t.p[0], 0.634, 1e-6);
+
+  o.nesterov = false;
+  One u({1.0f});
+  sgdStep(o, u.list({1.0f}), &u.b0);
+  sgdStep(o, u.list({0.5f}), &u.b0);
+  EXPECT_NEAR(u.p[0], 0.76, 1e-6);
+
+  // Dampening 0.5 applies from the second step only: b = 0.9 * 1 + 0.5 * 0.5 = 1.15,
+  // p = 0.9 - 0.115 = 0.785.
+  o.dampening = 0.5;
+  One d({1.0f});
+  sgdStep(o, d.list({1.0f}), &d.b0);
+  sgdStep(o, d.list({0.5f}), &d.b0);
+  EXPECT_NEAR(d.p[0], 0.785, 1e-6);
+}
+
+// RMSprop's first step, lr 0.01, alpha 0.99, p 1, g 2 (eps 1e-8 is negligible here):
+//   plain:    sq = 0.01 * 4 = 0.04, avg = 0.2;             p = 1 - 0.01 * 2 / 0.2 = 0.9
+//   centered: ga = 0.01 * 2 = 0.02, avg = sqrt(0.04 - 0.0004) = 0.1989975;
+//             p = 1 - 0.02 / 0.1989975 = 0.8994962
+NODECCL_TEST(optim_hand_rmsprop_first_step) {
+  RmspropOptions o;
+  One t({1.0f});
+  rmspropStep(o, t.list({2.0f}), &t.b0, nullptr, nullptr);
+  EXPECT_NEAR(t.s0[0], 0.04, 1e-8);
+  EXPECT_NEAR(t.p[0], 0.9, 1e-6);
+
+  o.centered = true;
+  One c({1.0f});
+  rmspropStep(o, c.list({2.0f}), &c.b0, nullptr, &c.b2);
+  EXPECT_NEAR(c.s2[0], 0.02, 1e-8);
+  EXPECT_NEAR(c.p[0], 1.0 - 0.02 / std::sqrt(0.0396), 1e-6);
+  EXPECT_NEAR(c.p[0], 0.8994962, 1e-6);
+}
+
+// ---- bitwise properties ---------------------------------------------------------------------
+
+// Every option combination gives the same bits whatever the arrays' alignment (the vector body
+// and the scalar remainder cover different elements at each offset).
+NODECCL_TEST(optim_bitwise_independent_of_alignment) {
+  const size_t n = 203;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> p0(n), g0(n);
+  for (size_t i = 0; i < n; ++i) p0[i] = normal(rng), g0[i] = normal(rng);
+
+  // Three steps of `fn` on copies placed at `offset` floats past a 64-byte boundary.
+  auto run = [&](size_t offset, const std::function<void(One&)>& fn) {
+    alignas(64) static float arena[5][256 + 16];
+    float* a[5];
+    for (int k = 0; k < 5; ++k) a[k] = arena[k] + offset;
+    std::copy(p0.begin(), p0.end(), a[0]);
+    for (int k = 2; k < 5; ++k) std::fill(a[k], a[k] + n, 0.0f);
+    One t(p0);
+    t.list(g0);
+    t.pp = a[0], t.b0 = a[2], t.b1 = a[3], t.b2 = a[4];
+    std::copy(g0.begin(), g0.end(), a[1]);
+    t.gp = a[1];
+    for (int s = 0; s < 3; ++s) fn(t);
+    return std::vector<float>(a[0], a[0] + n);
+  };
+
+  std::vector<std::function<void(One&)>> cases;
+  SgdOptions sgd;
+  sgd.momentum = 0.9, sgd.nesterov = true, sgd.weightDecay = 0.01;
+  cases.push_back([=](One& t) { sgdStep(sgd, {1, &t.pp, &t.gp, &t.n, &t.step}, &t.b0); });
+  RmspropOptions rms;
+  rms.momentum = 0.5, rms.centered = true, rms.weightDecay = 0.01;
+  cases.push_back([=](One& t) {
+    rmspropStep(rms, {1, &t.pp, &t.gp, &t.n, &t.step}, &t.b0, &t.b1, &t.b2);
+  });
+  for (bool decoupled : {false, true}) {
+    AdamOptions adam;
+    adam.amsgrad = true, adam.decoupled = decoupled, adam.weightDecay = 0.1;
+    cases.push_back([=](One& t) {
+      adamStep(adam, {1, &t.pp, &t.gp, &t.n, &t.step}, &t.b0, &t.b1, &t.b2);
+    });
+  }
+
+  for (size_t c = 0; c < cases.size(); ++c) {
+    std::vector<float> base = run(0, cases[c]);
+    for (size_t offset = 1; offset < 16; ++offset) {
+      std::vector<float> moved = run(offset, cases[c]);
+      size_t diffs = 0;
+      for (size_t i = 0; i < n; ++i) diffs += bitsOf(base[i]) != bitsOf(moved[i]);
+      EXPECT_EQ(diffs, size_t(0));
+    }
+  }
+}
+
+// Copying parameters, state and step counts mid-run and continuing from the copies gives
+// exactly the bits of the uninterrupted run.
+NODECCL_TEST(optim_bitwise_checkpoint_continuation) {
+  AdamOptions o;
+  o.amsgrad = true, o.decoupled = true;
+  std::mt19937 rng(99);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> grad(1001);
+  One a(std::vector<float>(1001, 0.5f));
+  for (int s = 0; s < 5; ++s) {
+    for (float& x : grad) x = normal(rng);
+    adamStep(o, a.list(grad), &a.b0, &a.b1, &a.b2);
+  }
+  One b(a.p);
+  b.s0 = a.s0, b.s1 = a.s1, b.s2 = a.s2, b.step = a.step;
+  for (int s = 0; s < 5; ++s) {
+    for (float& x : grad) x = normal(rng);
+    adamStep(o, a.list(grad), &a.b0, &a.b1, &a.b2);
+    adamStep(o, b.list(grad), &b.b0, &b.b1, &b.b2);
+  }
+  EXPECT_EQ(std::memcmp(a.p.data(), b.p.data(), a.p.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(a.s2.data(), b.s2.data(), a.s2.size() * sizeof(float)), 0);
+  EXPECT_EQ(a.step, 10.0);
+}
+
+// ---- argument checks -------------------------------------------------------------------------
+
+NODECCL_TEST(optim_rejects_bad_hyperparameters) {
+  // (named `code`: harness.h's EXPECT_THROWS_CODE also pastes its argument into `e_.code()`)
+  const auto code = ErrorCode::kInvalidArgument;
+  auto sgd = [](auto edit) { SgdOptions o; edit(o); validate(o); };
+  EXPECT_THROWS_CODE(sgd([](SgdOptions& o) { o.lr = -1; }), code, "SGD: lr must be");
+  EXPECT_THROWS_CODE(sgd([](SgdOptions& o) { o.lr = NAN; }), code, "got nan");
+  EXPECT_THROWS_CODE(sgd([](SgdOptions& o) { o.momentum = -0.5; }), code, "momentum");
+  EXPECT_THROWS_CODE(sgd([](SgdOptions& o) { o.weightDecay = -1e-4; }), code,
+                     "weightDecay must be");
+  EXPECT_THROWS_CODE(sgd([](SgdOptions& o) { o.nesterov = true; }), code, "nesterov needs");
+  EXPECT_THROWS_CODE(sgd([](SgdOptions& o) { o.nesterov = true, o.momentum = 0.9,
+                                             o.dampening = 0.1; }),
+                     code, "dampening 0.1");
+
+  auto rms = [](auto edit) { RmspropOptions o; edit(o); validate(o); };
+  EXPECT_THROWS_CODE(rms([](RmspropOptions& o) { o.alpha = -0.1; }), code, "alpha");
+  EXPECT_THROWS_CODE(rms([](RmspropOptions& o) { o.eps = -1; }), code, "eps");
+  EXPECT_THROWS_CODE(rms([](RmspropOptions& o) { o.momentum = INFINITY; }), code, "got inf");
+
+  auto adam = [](auto edit) { AdamOptions o; edit(o); validate(o); };
+  EXPECT_THROWS_CODE(adam([](AdamOptions& o) { o.beta1 = 1; }), code,
+                     "Adam: betas[0] must be in [0, 1), got 1");
+  EXPECT_THROWS_CODE(adam([](AdamOptions& o) { o.beta2 = -0.1; }), code, "betas[1]");
+  EXPECT_THROWS_CODE(adam([](AdamOptions& o) { o.beta2 = NAN; }), code, "betas[1]");
+  EXPECT_THROWS_CODE(adam([](AdamOptions& o) { o.decoupled = true, o.lr = -1; }), code,
+                     "AdamW: lr");
+  EXPECT_THROWS_CODE(adam([](AdamOptions& o) { o.weightDecay = -1; }), code, "weightDecay");
+
+  // Defaults are valid, and AdamW's match torch.
+  validate(SgdOptions()), validate(RmspropOptions()), validate(AdamOptions());
+  EXPECT_EQ(adamwDefaults().weightDecay, 1e-2);
+  EXPECT_TRUE(adamwDefaults().decoupled);
+}
+
+NODECCL_TEST(optim_rejects_bad_tensor_lists) {
+  const auto code = ErrorCode::kInvalidArgument;  // see optim_rejects_bad_hyperparameters
+  AdamOptions o;
+  One t({1.0f, 2.0f});
+  ParamList l = t.list({0.5f, 0.5f});
+
+  // A failed call leaves the parameters and the step count alone.
+  t.step = 1.5;
+  EXPECT_THROWS_CODE(adamStep(o, l, &t.b0, &t.b1, nullptr), code, "steps[0] is 1.5");
+  t.step = -1;
+  EXPECT_THROWS_CODE(adamStep(o, l, &t.b0, &t.b1, nullptr), code, "steps[0] is -1");
+  t.step = 0;
+  EXPECT_THROWS_CODE(adamStep(o, l, &t.b0, nullptr, nullptr), code, "expAvgSqs is required");
+  o.amsgrad = true;
+  EXPECT_THROWS_CODE(adamStep(o, l, &t.b0, &t.b1, nullptr), code, "maxExpAvgSqs");
+  float* none = nullptr;
+  EXPECT_THROWS_CODE(adamStep(o, l, &t.b0, &t.b1, &none), code, "maxExpAvgSqs[0] is null");
+  EXPECT_THROWS_CODE(adamStep(o, l, &t.b0, &t.b0, &t.b2), code,
+                     "expAvgs[0] and expAvgSqs[0] share memory");
+  float* inside = t.p.data() + 1;  // overlaps the parameter's second element
+  EXPECT_THROWS_CODE(adamStep(o, l, &t.b0, &t.b1, &inside), code, "params[0] and maxExpAvgSqs[0]");
+  EXPECT_EQ(t.p[0], 1.0f);
+  EXPECT_EQ(t.step, 0.0);
+
+  // Unused state may be null, and so may everything for an empty tensor or an empty list.
+  SgdOptions sgd;
+  sgdStep(sgd, l, nullptr);
+  EXPECT_EQ(t.step, 1.0);
+  size_t zero = 0;
+  float* np = nullptr;
+  const float* ng = nullptr;
+  double s = 0;
+  adamStep(o, ParamList{1, &np, &ng, &zero, &s}, &np, &np, &np);
+  EXPECT_EQ(s, 1.0);
+  adamStep(o, ParamList{}, nullptr, nullptr, nullptr);
+  sgd.momentum = 0.9;
+  EXPECT_THROWS_CODE(sgdStep(sgd, l, nullptr), code, "momentumBuffers is required");
+}

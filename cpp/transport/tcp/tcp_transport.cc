@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: Apache-2.0
+// The TCP transport (see tcp_transport.h): mesh setup with a hello exchange, and sendRecv's
+// poll loop that progresses a send and a receive at the same time.
+#include "transport/tcp/tcp_transport.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+
+#include "common/error.h"
+#include "common/log.h"
+
+namespace nodeccl {
+namespace {
+
+using Millis = std::chrono::milliseconds;
+
+constexpr uint32_t kMsgMagic = 0x3143434e;    // "NCC1": every message header
+constexpr uint32_t kHelloMagic = 0x4843434e;  // "NCCH": connection hello and its answer
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHdrBytes = 24;
+constexpr Millis kHelloTimeout(2000);  // how long a fresh connection may take to say hello
+
+// A comma-separated list of ranks: "3" or "3, 4".
+std::string rankList(const std::vector<int>& ranks) {
+  std::string s;
+  for (size_t i = 0; i < ranks.size(); ++i) s += strcat(i ? ", " : "", ranks[i]);
+  return s;
+}
+
+std::string ranksWord(const std::vector<int>& ranks) {
+  return strcat(ranks.size() == 1 ? "rank " : "ranks ", rankList(ranks));
+}
+
+// "allReduce #17"
+std::string opText(const OpInfo& op) { return strcat(opKindName(op.kind), " #", op.seq); }
+
+// Marks the start of a buffer: iovec wants a non-const pointer even for sends.
+char* mutableBytes(const void* p) { return static_cast<char*>(const_cast<void*>(p)); }
+
+}  // namespace
+
+TcpTransport::TcpTransport(int rank, int size, const std::string& listenHost)
+    : rank_(rank), size_(size), peers_(static_cast<size_t>(size)) {
+  wakeFd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wakeFd_.valid()) {
+    throw Error(ErrorCode::kIo, strcat("rank ", rank, ": eventfd() failed: ",
+                                       net::errnoText(errno), "; too many open files?"));
+  }
+  listenFd_ = net::listenTcp(listenHost, 0, strcat("rank ", rank),
+                             "no ephemeral port is free; close some connections");
+  port_ = net::localPort(listenFd_.get());
+  NODECCL_TRACE("tcp", rank_, size_, "listening on ", net::joinHostPort(listenHost, port_));
+}
+
+TcpTransport::~TcpTransport() { close(); }
+
+// ---- mesh setup -------------------------------------------------------------------------
+
+void TcpTransport::connectMesh(const std::vector<std::string>& addrs, const std::string& prefix,
+                               net::Deadline deadline) {
+  NODECCL_CHECK_EQ(addrs.size(), static_cast<size_t>(size_));
+  // Hellos to lower ranks go out first without waiting for answers, so that no rank waits
+  // on a rank that is itself still connecting; the answers are read at the end.
+  connectLower(addrs, prefix, deadline);
+  acceptHigher(prefix, deadline);
+  readAcks(deadline);
+  listenFd_.reset();
+  NODECCL_INFO("tcp", rank_, size_, "connected to ", size_ - 1, " peers");
+}
+
+// Hello: magic, version, from, to, size, prefix length, prefix.
+static std::string makeHello(int from, int to, int size, const std::string& prefix) {
+  std::string h(24 + prefix.size(), '\0');
+  auto* p = reinterpret_cast<unsigned char*>(&h[0]);
+  uint32_t fields[6] = {kHelloMagic, kVersion, uint32_t(from), uint32_t(to), uint32_t(size),
+                        uint32_t(prefix.size())};
+  for (int i = 0; i < 6; ++i) net::putU32(p + 4 * i, fields[i]);
+  std::copy(prefix.begin(), prefix.end(), h.begin() + 24);
+  return h;
+}
+
+void TcpTransport::connectLower(const std::vector<std::string>& addrs, const std::string& prefix,
+                                net::Deadline deadline) {
+  for (int peer = 0; peer < rank_; ++peer) {
+    std::string host;
+    int port = 0;
+    if (!net::splitHostPort(addrs[peer], &host, &port)) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  strcat("rank ", rank_, ": rank ", peer, " published the address '",
+                         addrs[peer], "', which is not host:port; is another program using "
+                         "the store prefix '", prefix, "'?"));
+    }
+    net::Fd fd = net::connectTcp(host, port, deadline, strcat("rank ", rank_),
+                                 strcat("rank ", peer, " may have exited, or its address is not "
+                                        "reachable from here; set listenHost to an address "
+                                        "the other ranks can reach"));
+    net::setNoDelay(fd.get());
+    std::string hello = makeHello(rank_, peer, size_, prefix);
+    int err = 0;
+    if (net::sendAll(fd.get(), hello.data(), hello.size(), deadline, -1, &err) !=
+        net::IoStatus::kDone) {
+      throw Error(ErrorCode::kPeerLost,
+                  strcat("rank ", rank_, ": could not greet rank ", peer, " at ", addrs[peer],
+                         " (", err ? net::errnoText(err) : "timed out",
+                         "); rank ", peer, " probably exited or crashed — check its output"));
+    }
+    peers_[peer] = std::move(fd);
+  }
+}
+
+void TcpTransport::acceptHigher(const std::string& prefix, net::Deadline deadline) {
+  auto start = net::Clock::now();
+  for (;;) {
+    std::vector<int> missing;
+    for (int r = rank_ + 1; r < size_; ++r) {
+      if (!peers_[r].valid()) missing.push_back(r);
+    }
+    if (missing.empty()) return;
+    pollfd p{listenFd_.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, net::msUntil(deadline));
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) {
+      acceptOne(prefix, deadline);
+      continue;
+    }
+    if (n < 0 || net::Clock::now() >= deadline) {
+      auto waited = std::chrono::duration_cast<Millis>(net::Clock::now() - start);
+      throw Error(ErrorCode::kTimeout,
+                  strcat("rank ", rank_, ": timed out after ", waited.count(),
+                         " ms waiting for ", ranksWord(missing), " to connect; they published "
+                         "their addresses but could not reach this rank — check firewalls and "
+                         "listenHost"));
+    }
+  }
+}
+
+// Accepts one connection and checks its hello; a stray or malformed one is dropped with a
+// warning. True when a peer was added.
+bool TcpTransport::acceptOne(const std::string& prefix, net::Deadline deadline) {
+  int raw = ::accept4(listenFd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (raw < 0) return false;
+  net::Fd fd(raw);
+  net::setNoDelay(raw);
+  net::Deadline helloBy = std::min(deadline, net::deadlineAfter(kHelloTimeout));
+  unsigned char h[24];
+  int err = 0;
+  if (net::recvAll(raw, h, sizeof(h), helloBy, -1, &err) != net::IoStatus::kDone ||
+      net::getU32(h) != kHelloMagic) {
+    NODECCL_WARN("tcp", rank_, size_, "dropped a connection that did not send a nodeccl hello");
+    return false;
+  }
+  uint32_t version = net::getU32(h + 4), from = net::getU32(h + 8), to = net::getU32(h + 12);
+  uint32_t size = net::getU32(h + 16), plen = net::getU32(h + 20);
+  std::string theirPrefix(std::min<uint32_t>(plen, 4096), '\0');
+  if (plen > 4096 || net::recvAll(raw, &theirPrefix[0], plen, helloBy, -1, &err) !=
+                         net::IoStatus::kDone) {
+    NODECCL_WARN("tcp", rank_, size_, "dropped a connection with a malformed hello");
+    return false;
+  }
+  bool ok = version == kVersion && theirPrefix == prefix && to == uint32_t(rank_) &&
+            size == uint32_t(size_) && from > uint32_t(rank_) && from < uint32_t(size_) &&
+            !peers_[from].valid();
+  unsigned char ack[5];
+  net::putU32(ack, kHelloMagic);
+  ack[4] = ok ? 1 : 0;
+  net::sendAll(raw, ack, sizeof(ack), helloBy, -1, &err);
+  if (!ok) {
+    NODECCL_WARN("tcp", rank_, size_, "turned away a connection from rank ", from, " for rank ",
+                 to, " of size ", size, " (prefix '", theirPrefix, "', version ", version,
+                 "): it belongs to another communicator or is a duplicate");
+    return false;
+  }
+  peers_[from] = std::move(fd);
+  return true;
+}
+
+void TcpTransport::readAcks(net::Deadline deadline) {
+  for (int peer = 0; peer < rank_; ++peer) {
+    unsigned char ack[5];
+    int err = 0;
+    net::IoStatus st = net::recvAll(peers_[peer].get(), ack, sizeof(ack), deadline, -1, &err);
+    if (st == net::IoStatus::kTimeout) {
+      throw Error(ErrorCode::kTimeout,
+                  strcat("rank ", rank_, ": rank ", peer, " did not accept this rank's "
+                         "connection before the init timeout; it may be stuck connecting to "
+                         "another rank"));
+    }
+    if (st != net::IoStatus::kDone || net::getU32(ack) != kHelloMagic || ack[4] != 1) {
+      throw Error(ErrorCode::kPeerLost,
+                  strcat("rank ", rank_, ": rank ", peer, " refused this rank's connection; "
+                         "two processes may be using rank ", rank_, " or different world "
+                         "sizes under the same prefix"));
+    }
+  }
+}
+
+// ---- sendRecv ---------------------------------------------------------------------------
+
+int TcpTransport::peerFd(int peer, const char* what) const {
+  if (peer < 0) return -1;
+  if (peer >= size_ || peer == rank_ || !peers_[peer].valid()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat("rank ", rank_, ": cannot ", what, " rank ", peer, "; peers are 0..",
+                       size_ - 1, " other than this rank", peer < size_ && peer != rank_
+                           ? " (the connection is closed: was the communicator destroyed?)"
+                           : ""));
+  }
+  return peers_[peer].get();
+}
+
+void TcpTransport::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer,
+                            void* rbuf, size_t rbytes, const OpInfo& op) {
+  if (aborted_.load()) throwAborted();
+  Side s, r;
+  s.fd = peerFd(sendPeer, "send to");
+  r.fd = peerFd(recvPeer, "receive from");
+
+  // The send side starts with its header filled in; the receive side fills its own.
+  s.peer = sendPeer;
+  s.buf = mutableBytes(sbuf);
+  s.bytes = sendPeer >= 0 ? sbytes : 0;
+  net::putU32(s.hdr, kMsgMagic);
+  s.hdr[4] = static_cast<unsigned char>(op.kind);
+  s.hdr[5] = s.hdr[6] = s.hdr[7] = 0;
+  net::putU64(s.hdr + 8, op.seq);
+  net::putU64(s.hdr + 16, s.bytes);
+  r.peer = recvPeer;
+  r.buf = static_cast<char*>(rbuf);
+  r.bytes = recvPeer >= 0 ? rbytes : 0;
+
+  // Push both directions as far as the sockets allow, then sleep in poll() until one can move.
+  for (;;) {
+    if (!s.complete()) progressSend(s, op);
+    if (!r.complete()) progressRecv(r, op);
+    if (s.complete() && r.complete()) return;
+    waitProgress(s, r, op);
+  }
+}
+
+void TcpTransport::progressSend(Side& s, const OpInfo& op) {
+  while (!s.complete()) {
+    iovec iov[2];
+    int n = 0;
+    if (s.hdrDone < kHdrBytes) iov[n++] = {s.hdr + s.hdrDone, kHdrBytes - s.hdrDone};
+    if (s.done < s.bytes) iov[n++] = {s.buf + s.done, std::min<size_t>(s.bytes - s.done, 1u << 30)};
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = n;
+    ssize_t k = ::sendmsg(s.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      throwPeerError(s.peer, errno, op);
+    }
+    size_t moved = static_cast<size_t>(k);
+    size_t h = std::min(moved, kHdrBytes - s.hdrDone);
+    s.hdrDone += h;
+    s.done += moved - h;
+  }
+}
+
+// Reads header and payload in one call when possible. If the header then disagrees with what
+// this rank expects, checkHeader throws; the payload bytes already read do not matter, the
+// communicator is failed from then on.
+void TcpTransport::progressRecv(Side& r, const OpInfo& op) {
+  while (!r.complete()) {
+    iovec iov[2];
+    int n = 0;
+    if (r.hdrDone < kHdrBytes) iov[n++] = {r.hdr + r.hdrDone, kHdrBytes - r.hdrDone};
+    if (r.done < r.bytes) iov[n++] = {r.buf + r.done, std::min<size_t>(r.bytes - r.done, 1u << 30)};
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = n;
+    ssize_t k = ::recvmsg(r.fd, &m, MSG_DONTWAIT);
+    if (k == 0) throwPeerError(r.peer, 0, op);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      throwPeerError(r.peer, errno, op);
+    }
+    size_t moved = static_cast<size_t>(k);
+    size_t h = std::min(moved, kHdrBytes - r.hdrDone);
+    r.hdrDone += h;
+    r.done += moved - h;
+    if (r.hdrDone == kHdrBytes && !r.checked) checkHeader(r, op);
+  }
+}
+
+void TcpTransport::checkHeader(Side& r, const OpInfo& op) {
+  r.checked = true;
+  uint32_t magic = net::getU32(r.hdr);
+  auto kind = static_cast<OpKind>(r.hdr[4]);
+  uint64_t seq = net::getU64(r.hdr + 8), bytes = net::getU64(r.hdr + 16);
+  if (magic != kMsgMagic) {
+    throw Error(ErrorCode::kIo,
+                strcat("rank ", rank_, ": ", opText(op), " read a corrupt message header from "
+                       "rank ", r.peer, " (magic 0x", std::hex, magic, std::dec, "); the stream "
+                       "is out of step, probably after an earlier error: create a new "
+                       "communicator"));
+  }
+  if (kind != op.kind) {
+    throw Error(ErrorCode::kMismatch,
+                strcat("rank ", rank_, ": ", opText(op), " received a ", opKindName(kind),
+                       " message (its #", seq, ") from rank ", r.peer, "; all ranks must call "
+                       "the same collectives in the same order"));
+  }
+  if (bytes != r.bytes) {
+    throw Error(ErrorCode::kMismatch,
+                strcat("rank ", rank_, ": ", opText(op), " got ", bytes, " bytes from rank ",
+                       r.peer, " (its #", seq, "), expected ", r.bytes,
+                       "; all ranks must pass the same count and dtype"));
+  }
+}
+
+// Sleeps in poll() until a pending direction can move, abort() runs, or the deadline passes.
+void TcpTransport::waitProgress(const Side& s, const Side& r, const OpInfo& op) {
+  // A default deadline (beginOp never called, e.g. setup traffic) means no deadline.
+  bool hasDeadline = op.deadline != std::chrono::steady_clock::time_point();
+  if (hasDeadline && net::Clock::now() >= op.deadline) throwTimeout(s, r, op);
+  pollfd p[3];
+  nfds_t n = 0;
+  p[n++] = {wakeFd_.get(), POLLIN, 0};
+  if (!s.complete()) p[n++] = {s.fd, POLLOUT, 0};
+  if (!r.complete()) {
+    if (n == 2 && p[1].fd == r.fd) p[1].events |= POLLIN;  // one socket both ways (size 2)
+    else p[n++] = {r.fd, POLLIN, 0};
+  }
+  int k = ::poll(p, n, hasDeadline ? net::msUntil(op.deadline) : -1);
+  if (k < 0 && errno != EINTR) {
+    throw Error(ErrorCode::kIo, strcat("rank ", rank_, ": poll() failed during ", opText(op),
+                                       ": ", net::errnoText(errno)));
+  }
+  if (aborted_.load() || (k > 0 && (p[0].revents & POLLIN))) throwAborted();
+}
+
+// ---- errors and abort -------------------------------------------------------------------
+
+void TcpTransport::throwPeerError(int peer, int err, const OpInfo& op) {
+  if (aborted_.load()) throwAborted();  // abort() may have been why the socket failed
+  if (err == 0 || net::isPeerGone(err)) {
+    throw Error(ErrorCode::kPeerLost,
+                strcat("rank ", rank_, ": lost connection to rank ", peer, " during ",
+                       opText(op), " (", err == 0 ? "connection closed by peer"
+                                                  : net::errnoText(err),
+                       "); rank ", peer, " probably exited or crashed — check its output"));
+  }
+  throw Error(ErrorCode::kIo, strcat("rank ", rank_, ": socket error with rank ", peer,
+                                     " during ", opText(op), ": ", net::errnoText(err)));
+}
+
+void TcpTransport::throwTimeout(const Side& s, const Side& r, const OpInfo& op) {
+  std::string waiting;
+  if (!r.complete()) {
+    waiting = strcat("rank ", r.peer, " (receive: ", r.done, " of ", r.bytes, " bytes",
+                     r.hdrDone < kHdrBytes ? ", no header yet" : "", ")");
+  }
+  if (!s.complete()) {
+    waiting += strcat(waiting.empty() ? "" : " and ", "rank ", s.peer, " (send: ", s.done,
+                      " of ", s.bytes, " bytes)");
+  }
+  throw Error(ErrorCode::kTimeout,
+              strcat("rank ", rank_, ": ", opText(op), " timed out after ", op.timeoutMs,
+                     " ms waiting for ", waiting, "; a rank may have stopped calling "
+                     "collectives or called them in a different order, or the timeout is too "
+                     "short for this size"));
+}
+
+void TcpTransport::throwAborted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  throw Error(ErrorCode::kAborted, reason_);
+}
+
+void TcpTransport::abort(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (aborted_.load()) return;
+    reason_ = reason;
+    aborted_.store(true);
+  }
+  // The eventfd stays readable from now on: every later poll() wakes at once.
+  uint64_t one = 1;
+  ssize_t rc;
+  do {
+    rc = ::write(wakeFd_.get(), &one, sizeof(one));
+  } while (rc < 0 && errno == EINTR);
+}
+
+void TcpTransport::close() {
+  listenFd_.reset();
+  for (net::Fd& fd : peers_) fd.reset();
+}
+
+}  // namespace nodeccl

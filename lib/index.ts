@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: Apache-2.0
+// nodeccl's public surface: tensors, communicators and their store, fused optimizers, errors.
+export { init, type InitOptions } from './init';
+export {
+  Communicator, type TensorLike, type CollectiveOptions, type ReduceOptions, type RootOptions,
+} from './comm';
+export { Store, StoreServer, DEFAULT_STORE_TIMEOUT_MS } from './store';
+export * from './tensor';
+export * from './dtype';
+export * from './optim';
+export { resolveWorld, type WorldInfo } from './env';
+export {
+  NodecclError, NodecclTypeError, NodecclRangeError, type NodecclErrorCode,
+} from './errors';

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+// init(): finds this process's place in the job (explicit options, then the variables set by
+// nodeccl-run, torchrun, mpirun, MPICH/PMI or Slurm), starts the store on rank 0, and runs the
+// rendezvous that connects every rank. One timeout, initTimeoutMs, bounds all of it.
+import { Communicator } from './comm';
+import { envMillis, resolveWorld } from './env';
+import { checkOptions } from './options';
+import { native } from './native';
+import { fromNative, NodecclError } from './errors';
+import { Store, StoreServer } from './store';
+
+/** Options of init(); each overrides the matching environment variable. */
+export interface InitOptions {
+  /** This process's rank (else RANK, OMPI_COMM_WORLD_RANK, PMI_RANK, SLURM_PROCID). */
+  rank?: number;
+  /** The number of ranks (else WORLD_SIZE, OMPI_COMM_WORLD_SIZE, PMI_SIZE, SLURM_NTASKS). */
+  worldSize?: number;
+  /** Address of rank 0's store (else MASTER_ADDR, else 127.0.0.1). */
+  masterAddr?: string;
+  /** Port of rank 0's store (else MASTER_PORT, else 29500). */
+  masterPort?: number;
+  /** Default timeout of each operation (else NODECCL_TIMEOUT_MS, else 300000). */
+  timeoutMs?: number;
+  /** Bound on the whole of init (else NODECCL_INIT_TIMEOUT_MS, else 60000). */
+  initTimeoutMs?: number;
+  /** Address this rank listens on for its peers (else NODECCL_LISTEN_HOST, else derived). */
+  listenHost?: string;
+}
+
+const INIT_KEYS = ['rank', 'worldSize', 'masterAddr', 'masterPort', 'timeoutMs',
+  'initTimeoutMs', 'listenHost'] as const;
+
+/**
+ * Joins the job and resolves to its communicator once every rank has arrived.
+ * @throws NodecclRangeError for invalid ranks, sizes or ports (naming the variable);
+ *   NodecclError ERR_NODECCL_IO when rank 0 cannot listen on the master port,
+ *   ERR_NODECCL_TIMEOUT naming the ranks that never arrived.
+ */
+export async function init(options: InitOptions = {}): Promise<Communicator> {
+  checkOptions('init', options, INIT_KEYS);
+  const world = resolveWorld(options);
+  const timeoutMs = options.timeoutMs ?? envMillis('NODECCL_TIMEOUT_MS', 300_000);
+  const initTimeoutMs = options.initTimeoutMs ?? envMillis('NODECCL_INIT_TIMEOUT_MS', 60_000);
+  const deadline = Date.now() + initTimeoutMs;
+  const remaining = () => Math.max(1, deadline - Date.now());
+
+  // Rank 0 serves the store. A world of one takes any free port so that two single-process
+  // programs on one machine do not collide.
+  let server: StoreServer | null = null;
+  let port = world.masterPort;
+  if (world.rank === 0) {
+    server = StoreServer.start({ host: world.masterAddr, port: world.size === 1 ? 0 : port });
+    port = server.port;
+  }
+  let store: Store | null = null;
+  try {
+    store = await Store.connect({ host: world.masterAddr, port, timeoutMs: remaining() });
+    const nativeComm = await native().createCommunicator({
+      rank: world.rank,
+      size: world.size,
+      storeHost: world.masterAddr,
+      storePort: port,
+      prefix: 'nodeccl/world',
+      listenHost: options.listenHost ?? process.env.NODECCL_LISTEN_HOST ?? '',
+      initTimeoutMs: remaining(),
+      timeoutMs,
+      transport: process.env.NODECCL_TRANSPORT ?? 'tcp',
+    }).catch((e: unknown) => { throw fromNative(e); });
+    return new Communicator(nativeComm, store, server, timeoutMs);
+  } catch (e) {
+    store?.close();
+    server?.stop();
+    if (e instanceof NodecclError && e.code === 'ERR_NODECCL_TIMEOUT') {
+      e.message += ` (rank ${world.rank} of ${world.size}, store ${world.masterAddr}:${port}, ` +
+        `init timeout ${initTimeoutMs} ms from ${world.source})`;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+// Loads the compiled addon (build/Release, then prebuilds/<platform>-<arch>) and types exactly
+// what it exports. Every other module reaches native code through `native()`.
+import * as path from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+import { NodecclError } from './errors';
+
+// ---- store (bindings/store.cc) ----------------------------------------------------------
+export interface NativeStoreServer {
+  port(): number;
+  stop(): void;
+}
+export interface NativeStoreClient {
+  /** Each method runs off the JS thread and settles its Promise there. */
+  set(key: string, value: Uint8Array | string): Promise<void>;
+  get(key: string, timeoutMs: number): Promise<Uint8Array>;
+  add(key: string, delta: number): Promise<number>;
+  wait(keys: string[], timeoutMs: number): Promise<void>;
+  compareSet(key: string, expected: Uint8Array | string | null,
+             desired: Uint8Array | string): Promise<Uint8Array>;
+  delete(key: string): Promise<boolean>;
+  close(): void;
+}
+
+// ---- communicator (bindings/comm.cc) -------------------------------------------------------
+export interface NativeCommunicator {
+  rank(): number;
+  size(): number;
+  /** Collectives: typed arrays are used in place (zero copy) until the Promise settles. */
+  allReduce(data: ArrayBufferView, count: number, dtype: number, op: number,
+            timeoutMs: number): Promise<void>;
+  broadcast(data: ArrayBufferView, count: number, dtype: number, root: number,
+            timeoutMs: number): Promise<void>;
+  reduce(data: ArrayBufferView, count: number, dtype: number, op: number, root: number,
+         timeoutMs: number): Promise<void>;
+  allGather(input: ArrayBufferView, output: ArrayBufferView, count: number, dtype: number,
+            timeoutMs: number): Promise<void>;
+  reduceScatter(input: ArrayBufferView, output: ArrayBufferView, count: number, dtype: number,
+                op: number, timeoutMs: number): Promise<void>;
+  barrier(timeoutMs: number): Promise<void>;
+  send(data: ArrayBufferView, count: number, dtype: number, peer: number,
+       timeoutMs: number): Promise<void>;
+  recv(data: ArrayBufferView, count: number, dtype: number, peer: number,
+       timeoutMs: number): Promise<void>;
+  abort(reason: string): void;
+  destroy(): Promise<void>;
+}
+
+export interface NativeCommOptions {
+  rank: number;
+  size: number;
+  storeHost: string;
+  storePort: number;
+  prefix: string;
+  listenHost: string;
+  initTimeoutMs: number;
+  timeoutMs: number;
+  transport: string;
+}
+
+// ---- optimizers (bindings/optim.cc) -----------------------------------------------------------
+// (declared by the optimizer module: see NativeOptim below)
+export interface NativeOptim {
+  /** Range checks of sgdStep's options; throws RangeError (ERR_NODECCL_INVALID_ARGUMENT). */
+  sgdValidate(options: { lr: number; momentum: number; dampening: number; weightDecay: number;
+                         nesterov: boolean }): void;
+  /** Range checks of rmspropStep's options; throws RangeError (ERR_NODECCL_INVALID_ARGUMENT). */
+  rmspropValidate(options: { lr: number; alpha: number; eps: number; weightDecay: number;
+                             momentum: number; centered: boolean }): void;
+  /** Range checks of adamStep's options; throws RangeError (ERR_NODECCL_INVALID_ARGUMENT). */
+  adamValidate(options: { lr: number; beta1: number; beta2: number; eps: number;
+                          weightDecay: number; amsgrad: boolean; decoupled: boolean;
+                          biasCorrection: boolean }): void;
+  /**
+   * One fused step over every parameter, synchronous, in place. Lists match params by
+   * position; a state list the options do not use may be null; steps[i] is incremented.
+   * Throws TypeError (a wrong type) or RangeError (a wrong length or value), code
+   * ERR_NODECCL_INVALID_ARGUMENT, before writing anything.
+   */
+  sgdStep(options: { lr: number; momentum: number; dampening: number; weightDecay: number;
+                     nesterov: boolean },
+          params: Float32Array[], grads: Float32Array[], momentumBuffers: Float32Array[] | null,
+          steps: Float64Array): void;
+  /** See sgdStep. */
+  rmspropStep(options: { lr: number; alpha: number; eps: number; weightDecay: number;
+                         momentum: number; centered: boolean },
+              params: Float32Array[], grads: Float32Array[], squareAvgs: Float32Array[],
+              momentumBuffers: Float32Array[] | null, gradAvgs: Float32Array[] | null,
+              steps: Float64Array): void;
+  /** See sgdStep. `decoupled` selects AdamW's weight decay. */
+  adamStep(options: { lr: number; beta1: number; beta2: number; eps: number;
+                      weightDecay: number; amsgrad: boolean; decoupled: boolean;
+                      biasCorrection: boolean },
+           params: Float32Array[], grads: Float32Array[], expAvgs: Float32Array[],
+           expAvgSqs: Float32Array[], maxExpAvgSqs: Float32Array[] | null,
+           steps: Float64Array): void;
+}
+
+// ---- tensors (bindings/tensor.cc) --------------------------------------------------------------
+export interface NativeTensor {
+  /**
+   * Synchronous whole-array conversions, round to nearest even. `dst` must have `src`'s length
+   * and not overlap it; Float64Array input is rounded once (no double rounding via float32).
+   */
+  floatToHalf(src: Float32Array | Float64Array, dst: Uint16Array): void;
+  floatToBFloat16(src: Float32Array | Float64Array, dst: Uint16Array): void;
+  halfToFloat(src: Uint16Array, dst: Float32Array): void;
+  bfloat16ToFloat(src: Uint16Array, dst: Float32Array): void;
+  /** The core's dtype numbering and sizes (`nodeccl::DataType`), to pin lib/dtype.ts to it. */
+  dtypeTable: Record<string, { code: number; size: number }>;
+  /** The core's reduce-op numbering (`nodeccl::ReduceOp`). */
+  reduceOpTable: Record<string, number>;
+}
+
+export interface NativeAddon extends NativeOptim, NativeTensor {
+  abiVersion: number;
+  StoreServer: new (host: string, port: number) => NativeStoreServer;
+  /** Connects off the JS thread, retrying until the server is up or the timeout passes. */
+  connectStore(host: string, port: number, timeoutMs: number): Promise<NativeStoreClient>;
+  /** Rendezvous runs off the JS thread; resolves when every rank is connected. */
+  createCommunicator(options: NativeCommOptions): Promise<NativeCommunicator>;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The package root: the folder that holds package.json (from lib/ or from dist/). */
+export function packageRoot(): string {
+  return path.resolve(__dirname, '..');
+}
+
+/** Loads the addon once. Throws ERR_NODECCL_LOAD listing where it looked and how to fix it. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const root = packageRoot();
+  try {
+    cached = nodeGypBuild(root) as NativeAddon;
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new NodecclError('ERR_NODECCL_LOAD',
+      `nodeccl: could not load the native addon from ${root} (looked in build/Release, ` +
+      `build/Debug and prebuilds/${process.platform}-${process.arch}): ${why}. ` +
+      'Build it with `npm run build:native` (needs cmake and a C++17 compiler), or install a ' +
+      'package that ships prebuilds for this platform.');
+  }
+  return cached;
+}
