@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Loads the compiled addon (build/Release, then prebuilds/<platform>-<arch>) and types exactly
 // what it exports. Every other module reaches native code through `native()`.
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
 import { NodecclError } from './errors';
@@ -132,13 +133,17 @@ export function packageRoot(): string {
 export function native(): NativeAddon {
   if (cached) return cached;
   const root = packageRoot();
+  // NODECCL_ADDON names a .node file to load instead (a development build elsewhere).
+  const override = process.env.NODECCL_ADDON;
   try {
-    cached = nodeGypBuild(root) as NativeAddon;
+    cached = (override ? createRequire(__filename)(path.resolve(override))
+      : nodeGypBuild(root)) as NativeAddon;
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
+    const where = override ? `NODECCL_ADDON=${override}` : `${root} (looked in build/Release, ` +
+      `build/Debug and prebuilds/${process.platform}-${process.arch})`;
     throw new NodecclError('ERR_NODECCL_LOAD',
-      `nodeccl: could not load the native addon from ${root} (looked in build/Release, ` +
-      `build/Debug and prebuilds/${process.platform}-${process.arch}): ${why}. ` +
+      `nodeccl: could not load the native addon from ${where}: ${why}. ` +
       'Build it with `npm run build:native` (needs cmake and a C++17 compiler), or install a ' +
       'package that ships prebuilds for this platform.');
   }
