@@ -7,6 +7,7 @@ import { envMillis, resolveWorld } from './env';
 import { checkOptions } from './options';
 import { native } from './native';
 import { fromNative, NodecclError } from './errors';
+import { log } from './log';
 import { Store, StoreServer } from './store';
 
 /** Options of init(); each overrides the matching environment variable. */
@@ -42,6 +43,13 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   const timeoutMs = options.timeoutMs ?? envMillis('NODECCL_TIMEOUT_MS', 300_000);
   const initTimeoutMs = options.initTimeoutMs ?? envMillis('NODECCL_INIT_TIMEOUT_MS', 60_000);
   const deadline = Date.now() + initTimeoutMs;
+  log('info', 'init', world.rank, world.size, () => `world from ${world.source}: ` +
+    Object.entries(world.variables).map(([k, v]) => `${k}=${v}`).join(' ') +
+    ` -> rank ${world.rank} of ${world.size}, store ${world.masterAddr}:${world.masterPort}, ` +
+    `timeoutMs ${timeoutMs}, initTimeoutMs ${initTimeoutMs}` +
+    (process.env.NODECCL_TRANSPORT ? `, NODECCL_TRANSPORT=${process.env.NODECCL_TRANSPORT}` : '') +
+    (process.env.NODECCL_LISTEN_HOST ? `, NODECCL_LISTEN_HOST=${process.env.NODECCL_LISTEN_HOST}`
+      : ''));
   const remaining = () => Math.max(1, deadline - Date.now());
 
   // Rank 0 serves the store. A world of one takes any free port so that two single-process
