@@ -4,9 +4,12 @@ import { defineConfig } from 'tsup';
 
 export default defineConfig([
   {
-    entry: { index: 'lib/index.ts' },
+    entry: { index: 'lib/index.ts', tfjs: 'lib/tfjs/index.ts' },
     format: ['esm', 'cjs'],
     dts: true,
+    // Shared code goes into chunks that both entries load, so `nodeccl` and `nodeccl/tfjs`
+    // share one copy of each class (instanceof works across them), in CJS as in ESM.
+    splitting: true,
     shims: true,
     sourcemap: true,
     clean: false,

@@ -11,7 +11,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nodeccl_binding::InitStore(env, exports);
   nodeccl_binding::InitComm(env, exports);
   nodeccl_binding::InitOptim(env, exports);
+  nodeccl_binding::InitQuant(env, exports);
+  nodeccl_binding::InitLoss(env, exports);
   nodeccl_binding::InitTensor(env, exports);
+  nodeccl_binding::InitCuda(env, exports);
+  nodeccl_binding::InitCompress(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

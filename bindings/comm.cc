@@ -3,16 +3,25 @@
 // typed arrays referenced, and queues the core call on the communicator's own worker thread
 // (core Executor), so operations run in call order and never block the JS thread. Completions
 // come back through one thread-safe function, which settles the Promise on the JS thread.
+//
+// Small all-reduces over shared memory take a shortcut: when nothing is queued, the call posts
+// its messages and spins for the peers' for at most fastSpin() (1 ms) on the JS thread; if
+// they were all there it returns an already resolved Promise (microseconds instead of a thread
+// hop there and back, ~100 us here), else the worker finishes the same operation. Call order
+// is kept because the shortcut is taken only with an empty queue.
 #include <chrono>
+#include <cstdlib>
 #include <exception>
 #include <algorithm>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "async.h"
+#include "coll/allreduce_direct.h"
 #include "coll/collectives.h"
 #include "comm/communicator.h"
 #include "comm/executor.h"
@@ -26,6 +35,20 @@ using nodeccl::DataType;
 using nodeccl::ErrorCode;
 using nodeccl::Millis;
 using nodeccl::ReduceOp;
+
+// How long a small all-reduce may spin on the JS thread waiting for its peers' messages before
+// the worker thread takes over. It must outlast a peer's thread hop (100-300 us here): a peer
+// that fell back to its worker comes back that late, and a shorter spin would then miss it on
+// every call and the ranks would never fall back into step.
+// NODECCL_FAST_SPIN_US overrides it (0 disables the shortcut).
+std::chrono::microseconds fastSpin() {
+  static const std::chrono::microseconds spin = [] {
+    const char* v = std::getenv("NODECCL_FAST_SPIN_US");
+    long us = v != nullptr && *v != '\0' ? std::strtol(v, nullptr, 10) : 1000;
+    return std::chrono::microseconds(std::max(0L, std::min(us, 100000L)));
+  }();
+  return spin;
+}
 
 // One operation in flight: its Promise, the JS values it uses, and its outcome.
 struct Completion {
@@ -154,6 +177,9 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     if (--pending_ == 0) {
       tsfn_.Unref(env);
       Unref();
+      // After destroy() has run, free the worker thread and descriptors now rather than at
+      // garbage collection (nothing can be queued any more; the worker is idle).
+      if (destroyed_) teardown("the communicator was destroyed");
     }
   }
 
@@ -217,12 +243,48 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     }
   }
 
+  // The shortcut described at the top of this file; an empty value when it does not apply.
+  Napi::Value tryFastAllReduce(const Napi::CallbackInfo& info, void* data, size_t count,
+                               DataType dtype, ReduceOp op, Millis timeout) {
+    Napi::Env env = info.Env();
+    if (!attached_ || torndown_ || destroyed_ || pending_ > 0 || comm_->shm() == nullptr ||
+        fastSpin().count() == 0 ||
+        !nodeccl::allReduceUsesDirect(*comm_, count, dtype)) {
+      return Napi::Value();
+    }
+    std::shared_ptr<nodeccl::DirectAllReduce> job;
+    try {
+      job = std::make_shared<nodeccl::DirectAllReduce>(*comm_, data, count, dtype, op, timeout);
+      // Spin, yielding the core after the first 3 us so that a peer waiting for a core (more
+      // ranks than cores) can run and answer.
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0;; ++i) {
+        if (job->tryFinish()) {
+          auto d = Napi::Promise::Deferred::New(env);
+          d.Resolve(env.Undefined());
+          return d.Promise();
+        }
+        if ((i & 15) != 15) continue;
+        auto spent = std::chrono::steady_clock::now() - start;
+        if (spent >= fastSpin()) break;
+        if (spent >= std::chrono::microseconds(3)) std::this_thread::yield();
+      }
+    } catch (...) {
+      // Rethrown on the worker, which fails the communicator and rejects as usual.
+      std::exception_ptr e = std::current_exception();
+      return enqueue(env, [e](Communicator&) { std::rethrow_exception(e); }, {info[0]});
+    }
+    return enqueue(env, [job](Communicator&) { job->finish(); }, {info[0]});
+  }
+
   Napi::Value AllReduce(const Napi::CallbackInfo& info) {
     size_t count = countArg(info, 1);
     DataType dtype = dtypeArg(info, 2);
     void* data = bufferArg(info, 0, "data", count, dtype);
     ReduceOp op = opArg(info, 3);
     Millis timeout = timeoutArg(info, 4);
+    Napi::Value fast = tryFastAllReduce(info, data, count, dtype, op, timeout);
+    if (!fast.IsEmpty()) return fast;
     return enqueue(info.Env(), [=](Communicator& c) {
       nodeccl::allReduce(c, data, count, dtype, op, timeout);
     }, {info[0]});

@@ -12,6 +12,8 @@ namespace nodeccl_binding {
 struct AddonData {
   Napi::FunctionReference storeClientCtor;
   Napi::FunctionReference communicatorCtor;
+  Napi::FunctionReference cudaBufferCtor;  // cuda.cc
+  Napi::FunctionReference ncclCommCtor;    // cuda.cc
 };
 
 inline AddonData* addonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
@@ -19,6 +21,10 @@ inline AddonData* addonData(Napi::Env env) { return env.GetInstanceData<AddonDat
 void InitStore(Napi::Env env, Napi::Object exports);
 void InitComm(Napi::Env env, Napi::Object exports);
 void InitOptim(Napi::Env env, Napi::Object exports);
+void InitQuant(Napi::Env env, Napi::Object exports);
+void InitLoss(Napi::Env env, Napi::Object exports);
 void InitTensor(Napi::Env env, Napi::Object exports);
+void InitCuda(Napi::Env env, Napi::Object exports);
+void InitCompress(Napi::Env env, Napi::Object exports);
 
 }  // namespace nodeccl_binding

@@ -9,6 +9,15 @@
 //   sgdStep(o, params, grads, momentumBuffers, steps)
 //   rmspropStep(o, params, grads, squareAvgs, momentumBuffers, gradAvgs, steps)
 //   adamStep(o, params, grads, expAvgs, expAvgSqs, maxExpAvgSqs, steps)
+//   lionValidate(o), lambValidate(o)
+//   lionStep(o, params, grads, expAvgs, steps)
+//   lambStep(o, params, grads, expAvgs, expAvgSqs, steps)
+//   adam8bitStep(o, params, grads, state, steps): state[i] = { mCodes, mAbsmax, vCodes,
+//     vAbsmax } for an 8-bit tensor or { expAvg, expAvgSq } for a 32-bit one
+//   optimIsa() -> 'baseline' | 'avx2' | 'avx512'
+// Every step takes an optional last argument { maxGradNorm, skipNonFinite, threads, gradScale }
+// and returns
+// { gradNorm, clipScale, skipped, nonFiniteParam, nonFiniteIndex } (see optim.h StepReport).
 // Lists are JS arrays of Float32Array matched by position; a state list the options do not use
 // is ignored (pass null). Wrong types throw TypeError, wrong lengths or values RangeError, both
 // with code ERR_NODECCL_INVALID_ARGUMENT; nothing is written unless every check passes.
@@ -19,6 +28,7 @@
 #include "common/error.h"
 #include "modules.h"
 #include "optim/optim.h"
+#include "optim/simd.h"
 #include "util.h"
 
 namespace nodeccl_binding {
@@ -120,6 +130,58 @@ optim::AdamOptions readAdam(const Napi::CallbackInfo& info, const char* who) {
   s.decoupled = readBool(o, who, "decoupled");
   s.biasCorrection = readBool(o, who, "biasCorrection");
   return s;
+}
+
+optim::LionOptions readLion(const Napi::CallbackInfo& info, const char* who) {
+  Napi::Object o = readOptions(info, who);
+  optim::LionOptions s;
+  s.lr = readNumber(o, who, "lr");
+  s.beta1 = readNumber(o, who, "beta1");
+  s.beta2 = readNumber(o, who, "beta2");
+  s.weightDecay = readNumber(o, who, "weightDecay");
+  return s;
+}
+
+optim::LambOptions readLamb(const Napi::CallbackInfo& info, const char* who) {
+  Napi::Object o = readOptions(info, who);
+  optim::LambOptions s;
+  s.lr = readNumber(o, who, "lr");
+  s.beta1 = readNumber(o, who, "beta1");
+  s.beta2 = readNumber(o, who, "beta2");
+  s.eps = readNumber(o, who, "eps");
+  s.weightDecay = readNumber(o, who, "weightDecay");
+  s.biasCorrection = readBool(o, who, "biasCorrection");
+  return s;
+}
+
+// The optional StepControl argument at `index` (undefined: the defaults).
+optim::StepControl readControl(const Napi::CallbackInfo& info, const char* who, size_t index) {
+  optim::StepControl c;
+  if (info.Length() <= index || info[index].IsUndefined()) return c;
+  if (!info[index].IsObject() || info[index].IsArray()) {
+    throwType(info.Env(), strcat(who, ": control must be an object, got ", describe(info[index])));
+  }
+  Napi::Object o = info[index].As<Napi::Object>();
+  c.maxGradNorm = readNumber(o, who, "maxGradNorm");
+  c.skipNonFinite = readBool(o, who, "skipNonFinite");
+  double threads = readNumber(o, who, "threads");
+  if (!(threads >= 1 && threads <= 256 && threads == static_cast<int>(threads))) {
+    throw makeRangeError(info.Env(), strcat(who, ": control.threads must be a whole number in "
+                                                 "[1, 256], got ", threads));
+  }
+  c.threads = static_cast<int>(threads);
+  c.gradScale = readNumber(o, who, "gradScale");
+  return c;
+}
+
+Napi::Object reportObject(Napi::Env env, const optim::StepReport& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("gradNorm", Napi::Number::New(env, r.gradNorm));
+  o.Set("clipScale", Napi::Number::New(env, r.clipScale));
+  o.Set("skipped", Napi::Boolean::New(env, r.skipped));
+  o.Set("nonFiniteParam", Napi::Number::New(env, static_cast<double>(r.nonFiniteParam)));
+  o.Set("nonFiniteIndex", Napi::Number::New(env, static_cast<double>(r.nonFiniteIndex)));
+  return o;
 }
 
 // ---- reading tensor lists ------------------------------------------------------------------
@@ -249,18 +311,21 @@ void AdamValidate(const Napi::CallbackInfo& info) {
   callCore(info.Env(), [&] { optim::validate(o); });
 }
 
-// sgdStep(options, params, grads, momentumBuffers, steps)
-void SgdStep(const Napi::CallbackInfo& info) {
+// sgdStep(options, params, grads, momentumBuffers, steps, control?)
+Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   const char* who = "sgdStep";
   optim::SgdOptions o = readSgd(info, who);
   Tensors t = readTensors(info, who, 4);
   FloatList buf;
   if (o.momentum != 0) buf = readState(info.Env(), who, "momentumBuffers", info[3], t.params);
-  callCore(info.Env(), [&] { optim::sgdStep(o, t.list(), buf.data.data()); });
+  optim::StepControl c = readControl(info, who, 5);
+  optim::StepReport r;
+  callCore(info.Env(), [&] { r = optim::sgdStep(o, t.list(), buf.data.data(), c); });
+  return reportObject(info.Env(), r);
 }
 
-// rmspropStep(options, params, grads, squareAvgs, momentumBuffers, gradAvgs, steps)
-void RmspropStep(const Napi::CallbackInfo& info) {
+// rmspropStep(options, params, grads, squareAvgs, momentumBuffers, gradAvgs, steps, control?)
+Napi::Value RmspropStep(const Napi::CallbackInfo& info) {
   const char* who = "rmspropStep";
   optim::RmspropOptions o = readRmsprop(info, who);
   Tensors t = readTensors(info, who, 6);
@@ -268,13 +333,16 @@ void RmspropStep(const Napi::CallbackInfo& info) {
   FloatList buf, ga;
   if (o.momentum != 0) buf = readState(info.Env(), who, "momentumBuffers", info[4], t.params);
   if (o.centered) ga = readState(info.Env(), who, "gradAvgs", info[5], t.params);
+  optim::StepControl c = readControl(info, who, 7);
+  optim::StepReport r;
   callCore(info.Env(), [&] {
-    optim::rmspropStep(o, t.list(), sq.data.data(), buf.data.data(), ga.data.data());
+    r = optim::rmspropStep(o, t.list(), sq.data.data(), buf.data.data(), ga.data.data(), c);
   });
+  return reportObject(info.Env(), r);
 }
 
-// adamStep(options, params, grads, expAvgs, expAvgSqs, maxExpAvgSqs, steps)
-void AdamStep(const Napi::CallbackInfo& info) {
+// adamStep(options, params, grads, expAvgs, expAvgSqs, maxExpAvgSqs, steps, control?)
+Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   const char* who = "adamStep";
   optim::AdamOptions o = readAdam(info, who);
   Tensors t = readTensors(info, who, 6);
@@ -282,9 +350,118 @@ void AdamStep(const Napi::CallbackInfo& info) {
   FloatList v = readState(info.Env(), who, "expAvgSqs", info[4], t.params);
   FloatList vmax;
   if (o.amsgrad) vmax = readState(info.Env(), who, "maxExpAvgSqs", info[5], t.params);
+  optim::StepControl c = readControl(info, who, 7);
+  optim::StepReport r;
   callCore(info.Env(), [&] {
-    optim::adamStep(o, t.list(), m.data.data(), v.data.data(), vmax.data.data());
+    r = optim::adamStep(o, t.list(), m.data.data(), v.data.data(), vmax.data.data(), c);
   });
+  return reportObject(info.Env(), r);
+}
+
+void LionValidate(const Napi::CallbackInfo& info) {
+  optim::LionOptions o = readLion(info, "lionValidate");
+  callCore(info.Env(), [&] { optim::validate(o); });
+}
+
+void LambValidate(const Napi::CallbackInfo& info) {
+  optim::LambOptions o = readLamb(info, "lambValidate");
+  callCore(info.Env(), [&] { optim::validate(o); });
+}
+
+// lionStep(options, params, grads, expAvgs, steps, control?)
+Napi::Value LionStep(const Napi::CallbackInfo& info) {
+  const char* who = "lionStep";
+  optim::LionOptions o = readLion(info, who);
+  Tensors t = readTensors(info, who, 4);
+  FloatList m = readState(info.Env(), who, "expAvgs", info[3], t.params);
+  optim::StepControl c = readControl(info, who, 5);
+  optim::StepReport r;
+  callCore(info.Env(), [&] { r = optim::lionStep(o, t.list(), m.data.data(), c); });
+  return reportObject(info.Env(), r);
+}
+
+// lambStep(options, params, grads, expAvgs, expAvgSqs, steps, control?)
+Napi::Value LambStep(const Napi::CallbackInfo& info) {
+  const char* who = "lambStep";
+  optim::LambOptions o = readLamb(info, who);
+  Tensors t = readTensors(info, who, 5);
+  FloatList m = readState(info.Env(), who, "expAvgs", info[3], t.params);
+  FloatList v = readState(info.Env(), who, "expAvgSqs", info[4], t.params);
+  optim::StepControl c = readControl(info, who, 6);
+  optim::StepReport r;
+  callCore(info.Env(),
+           [&] { r = optim::lambStep(o, t.list(), m.data.data(), v.data.data(), c); });
+  return reportObject(info.Env(), r);
+}
+
+// One typed array property `key` of `o` of the given kind and length.
+template <typename T>
+T* readArrayProp(Napi::Env env, const char* who, const Napi::Object& o, size_t index,
+                 const char* key, napi_typedarray_type want, const char* typeName,
+                 size_t length) {
+  Napi::Value e = o.Get(key);
+  napi_typedarray_type type = napi_int8_array;
+  size_t got = 0;
+  void* data = nullptr;
+  bool ok = e.IsTypedArray() &&
+            napi_get_typedarray_info(env, e, &type, &got, &data, nullptr, nullptr) == napi_ok;
+  if (!ok || type != want) {
+    throwType(env, strcat(who, ": state[", index, "].", key, " must be a ", typeName, ", got ",
+                          describe(e)));
+  }
+  if (got != length) {
+    throw makeRangeError(env, strcat(who, ": state[", index, "].", key, " has ", got,
+                                     " elements; params[", index, "] needs ", length));
+  }
+  return static_cast<T*>(data);
+}
+
+// adam8bitStep(options, params, grads, state, steps, control?): state[i] is
+// { mCodes, mAbsmax, vCodes, vAbsmax } (8-bit) or { expAvg, expAvgSq } (32-bit).
+Napi::Value Adam8bitStep(const Napi::CallbackInfo& info) {
+  const char* who = "adam8bitStep";
+  Napi::Env env = info.Env();
+  optim::AdamOptions o = readAdam(info, who);
+  Tensors t = readTensors(info, who, 4);
+  size_t count = t.params.data.size();
+  if (!info[3].IsArray() || info[3].As<Napi::Array>().Length() != count) {
+    throwType(env, strcat(who, ": state must be an array with one entry per parameter (", count,
+                          "), got ", describe(info[3])));
+  }
+  Napi::Array arr = info[3].As<Napi::Array>();
+  std::vector<uint8_t*> mc(count, nullptr), vc(count, nullptr);
+  std::vector<float*> ma(count, nullptr), va(count, nullptr), m32(count, nullptr),
+      v32(count, nullptr);
+  for (size_t i = 0; i < count; ++i) {
+    Napi::Value e = arr.Get(static_cast<uint32_t>(i));
+    if (!e.IsObject()) throwType(env, strcat(who, ": state[", i, "] must be an object"));
+    Napi::Object s = e.As<Napi::Object>();
+    size_t n = t.params.sizes[i], nb = optim::adam8bitBlocks(n);
+    if (s.Has("mCodes")) {
+      mc[i] = readArrayProp<uint8_t>(env, who, s, i, "mCodes", napi_uint8_array, "Uint8Array", n);
+      vc[i] = readArrayProp<uint8_t>(env, who, s, i, "vCodes", napi_uint8_array, "Uint8Array", n);
+      ma[i] = readArrayProp<float>(env, who, s, i, "mAbsmax", napi_float32_array,
+                                   "Float32Array", nb);
+      va[i] = readArrayProp<float>(env, who, s, i, "vAbsmax", napi_float32_array,
+                                   "Float32Array", nb);
+    } else {
+      m32[i] = readArrayProp<float>(env, who, s, i, "expAvg", napi_float32_array,
+                                    "Float32Array", n);
+      v32[i] = readArrayProp<float>(env, who, s, i, "expAvgSq", napi_float32_array,
+                                    "Float32Array", n);
+    }
+  }
+  optim::StepControl c = readControl(info, who, 5);
+  optim::StepReport r;
+  callCore(env, [&] {
+    optim::Adam8bitState st{mc.data(), ma.data(), vc.data(), va.data(), m32.data(), v32.data()};
+    r = optim::adam8bitStep(o, t.list(), st, c);
+  });
+  return reportObject(env, r);
+}
+
+Napi::Value OptimIsa(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), nodeccl::simd::isaName(nodeccl::simd::isa()));
 }
 
 }  // namespace
@@ -296,6 +473,12 @@ void InitOptim(Napi::Env env, Napi::Object exports) {
   exports.Set("sgdStep", Napi::Function::New(env, SgdStep, "sgdStep"));
   exports.Set("rmspropStep", Napi::Function::New(env, RmspropStep, "rmspropStep"));
   exports.Set("adamStep", Napi::Function::New(env, AdamStep, "adamStep"));
+  exports.Set("lionValidate", Napi::Function::New(env, LionValidate, "lionValidate"));
+  exports.Set("lambValidate", Napi::Function::New(env, LambValidate, "lambValidate"));
+  exports.Set("lionStep", Napi::Function::New(env, LionStep, "lionStep"));
+  exports.Set("lambStep", Napi::Function::New(env, LambStep, "lambStep"));
+  exports.Set("adam8bitStep", Napi::Function::New(env, Adam8bitStep, "adam8bitStep"));
+  exports.Set("optimIsa", Napi::Function::New(env, OptimIsa, "optimIsa"));
 }
 
 }  // namespace nodeccl_binding

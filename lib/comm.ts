@@ -2,12 +2,14 @@
 // The Communicator: typed, Promise-returning collectives over the native communicator. Every
 // method checks its arguments here (so errors name the JS argument), then queues the work on the
 // communicator's native worker thread; operations run in the order they were called.
+import { checkBuffer, checkTensorLength } from './buffers';
 import { DTYPE_CODES, inferDType, REDUCE_OP_CODES, type DType, type ReduceOpName } from './dtype';
 import { fromNative, NodecclError, NodecclRangeError, NodecclTypeError } from './errors';
 import type { NativeCommunicator } from './native';
 import { checkOptions, describeValue } from './options';
 import type { Store, StoreServer } from './store';
 import { Tensor } from './tensor';
+import { compressedAllReduce, type Compression } from './quant';
 
 /** What collectives accept: a Tensor, or a TypedArray whose dtype is unambiguous. */
 export type TensorLike =
@@ -23,6 +25,11 @@ export interface CollectiveOptions {
 export interface ReduceOptions extends CollectiveOptions {
   /** The reduction: sum (default), avg (sum / size), prod, min, max. */
   op?: ReduceOpName;
+  /**
+   * allReduce only: send an encoded form (e.g. 'int8', 'sign1', { kind: 'topk', ratio: 0.01 })
+   * with error feedback; float32, sum/avg. See lib/quant.ts compressedAllReduce.
+   */
+  compression?: Compression;
 }
 
 export interface RootOptions extends CollectiveOptions {
@@ -41,9 +48,13 @@ type Ctor = new (n: number) => ArrayBufferView & { length: number };
 /** Resolves a Tensor or TypedArray argument to its array, dtype and element count. */
 function view(fn: string, what: string, x: unknown): View {
   if (x instanceof Tensor) {
+    checkBuffer(fn, what, x.data);
+    const expected = x.shape.reduce((a, d) => a * d, 1);
+    checkTensorLength(fn, what, x.data.length, x.shape, expected);
     return { data: x.data as View['data'], dtype: x.dtype, count: x.size };
   }
   if (ArrayBuffer.isView(x) && !(x instanceof DataView)) {
+    checkBuffer(fn, what, x);
     const dtype = inferDType(x as never, `${fn}: ${what}`);
     return { data: x as View['data'], dtype, count: (x as unknown as { length: number }).length };
   }
@@ -79,7 +90,10 @@ export class Communicator {
    */
   async allReduce<T extends TensorLike>(x: T, options: ReduceOptions = {}): Promise<T> {
     const fn = 'allReduce';
-    checkOptions(fn, options, ['op', 'timeoutMs']);
+    checkOptions(fn, options, ['op', 'timeoutMs', 'compression']);
+    if (options.compression !== undefined) {
+      return compressedAllReduce(this, x, options.compression, options.op, options.timeoutMs);
+    }
     const v = view(fn, 'tensor', x);
     const op = this.op(fn, options.op);
     await this.run(fn, () => this.nativeComm.allReduce(v.data, v.count, DTYPE_CODES[v.dtype], op,
@@ -190,7 +204,7 @@ export class Communicator {
    * (ERR_NODECCL_ABORTED carrying `reason`). Use it to give up on a wedged job.
    */
   abort(reason = 'aborted by the application'): void {
-    this.nativeComm.abort(`rank ${this.rank}: ${reason}`);
+    this.nativeComm.abort(reason);
   }
 
   /** Waits for queued operations, then closes connections (and, on rank 0, the store). */

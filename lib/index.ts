@@ -8,7 +8,13 @@ export { Store, StoreServer, DEFAULT_STORE_TIMEOUT_MS } from './store';
 export * from './tensor';
 export * from './dtype';
 export * from './optim';
+export * from './quant';
+export * from './loss';
+export * from './compress';
+export * from './train';
+export * from './ps';
 export { resolveWorld, type WorldInfo } from './env';
 export {
   NodecclError, NodecclTypeError, NodecclRangeError, type NodecclErrorCode,
 } from './errors';
+export * as cuda from './cuda';

@@ -4,9 +4,9 @@
 // rendezvous that connects every rank. One timeout, initTimeoutMs, bounds all of it.
 import { Communicator } from './comm';
 import { envMillis, resolveWorld } from './env';
-import { checkOptions } from './options';
+import { checkOptions, describeValue } from './options';
 import { native } from './native';
-import { fromNative, NodecclError } from './errors';
+import { fromNative, NodecclError, NodecclRangeError, NodecclTypeError } from './errors';
 import { log } from './log';
 import { Store, StoreServer } from './store';
 
@@ -31,6 +31,20 @@ export interface InitOptions {
 const INIT_KEYS = ['rank', 'worldSize', 'masterAddr', 'masterPort', 'timeoutMs',
   'initTimeoutMs', 'listenHost'] as const;
 
+// An optional millisecond option: undefined, or a positive finite number.
+function checkMillis(name: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number') {
+    throw new NodecclTypeError(`init: option ${name} must be a number of milliseconds, got ` +
+      describeValue(v));
+  }
+  if (!Number.isFinite(v) || v <= 0) {
+    throw new NodecclRangeError(`init: option ${name} = ${v} must be a positive finite ` +
+      'number of milliseconds');
+  }
+  return v;
+}
+
 /**
  * Joins the job and resolves to its communicator once every rank has arrived.
  * @throws NodecclRangeError for invalid ranks, sizes or ports (naming the variable);
@@ -40,8 +54,10 @@ const INIT_KEYS = ['rank', 'worldSize', 'masterAddr', 'masterPort', 'timeoutMs',
 export async function init(options: InitOptions = {}): Promise<Communicator> {
   checkOptions('init', options, INIT_KEYS);
   const world = resolveWorld(options);
-  const timeoutMs = options.timeoutMs ?? envMillis('NODECCL_TIMEOUT_MS', 300_000);
-  const initTimeoutMs = options.initTimeoutMs ?? envMillis('NODECCL_INIT_TIMEOUT_MS', 60_000);
+  const timeoutMs = checkMillis('timeoutMs', options.timeoutMs) ??
+    envMillis('NODECCL_TIMEOUT_MS', 300_000);
+  const initTimeoutMs = checkMillis('initTimeoutMs', options.initTimeoutMs) ??
+    envMillis('NODECCL_INIT_TIMEOUT_MS', 60_000);
   const deadline = Date.now() + initTimeoutMs;
   log('info', 'init', world.rank, world.size, () => `world from ${world.source}: ` +
     Object.entries(world.variables).map(([k, v]) => `${k}=${v}`).join(' ') +
@@ -72,7 +88,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
       listenHost: options.listenHost ?? process.env.NODECCL_LISTEN_HOST ?? '',
       initTimeoutMs: remaining(),
       timeoutMs,
-      transport: process.env.NODECCL_TRANSPORT ?? 'tcp',
+      transport: process.env.NODECCL_TRANSPORT ?? 'auto',
     }).catch((e: unknown) => { throw fromNative(e); });
     return new Communicator(nativeComm, store, server, timeoutMs);
   } catch (e) {

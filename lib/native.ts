@@ -60,7 +60,33 @@ export interface NativeCommOptions {
 }
 
 // ---- optimizers (bindings/optim.cc) -----------------------------------------------------------
-// (declared by the optimizer module: see NativeOptim below)
+/** What a fused step does besides the update (cpp/optim/optim.h StepControl). */
+export interface NativeStepControl {
+  maxGradNorm: number;
+  skipNonFinite: boolean;
+  threads: number;
+  gradScale: number;
+}
+
+/** What a fused step found (cpp/optim/optim.h StepReport). */
+export interface StepReport {
+  /** L2 norm of all gradients of the call (after gradScale); -1 when not computed. */
+  gradNorm: number;
+  /** The factor the gradients were multiplied by (clipping and gradScale). */
+  clipScale: number;
+  /** True when the step was skipped for a NaN/Inf gradient (nothing was written). */
+  skipped: boolean;
+  /** Index of the first parameter with a NaN/Inf gradient, or -1. */
+  nonFiniteParam: number;
+  /** Index of its first NaN/Inf element, or -1. */
+  nonFiniteIndex: number;
+}
+
+/** State of one parameter of adam8bitStep: 8-bit blockwise, or 32-bit for small tensors. */
+export type NativeAdam8bitState =
+  | { mCodes: Uint8Array; mAbsmax: Float32Array; vCodes: Uint8Array; vAbsmax: Float32Array }
+  | { expAvg: Float32Array; expAvgSq: Float32Array };
+
 export interface NativeOptim {
   /** Range checks of sgdStep's options; throws RangeError (ERR_NODECCL_INVALID_ARGUMENT). */
   sgdValidate(options: { lr: number; momentum: number; dampening: number; weightDecay: number;
@@ -81,20 +107,72 @@ export interface NativeOptim {
   sgdStep(options: { lr: number; momentum: number; dampening: number; weightDecay: number;
                      nesterov: boolean },
           params: Float32Array[], grads: Float32Array[], momentumBuffers: Float32Array[] | null,
-          steps: Float64Array): void;
+          steps: Float64Array, control?: NativeStepControl): StepReport;
   /** See sgdStep. */
   rmspropStep(options: { lr: number; alpha: number; eps: number; weightDecay: number;
                          momentum: number; centered: boolean },
               params: Float32Array[], grads: Float32Array[], squareAvgs: Float32Array[],
               momentumBuffers: Float32Array[] | null, gradAvgs: Float32Array[] | null,
-              steps: Float64Array): void;
+              steps: Float64Array, control?: NativeStepControl): StepReport;
   /** See sgdStep. `decoupled` selects AdamW's weight decay. */
   adamStep(options: { lr: number; beta1: number; beta2: number; eps: number;
                       weightDecay: number; amsgrad: boolean; decoupled: boolean;
                       biasCorrection: boolean },
            params: Float32Array[], grads: Float32Array[], expAvgs: Float32Array[],
            expAvgSqs: Float32Array[], maxExpAvgSqs: Float32Array[] | null,
-           steps: Float64Array): void;
+           steps: Float64Array, control?: NativeStepControl): StepReport;
+  lionValidate(options: { lr: number; beta1: number; beta2: number; weightDecay: number }): void;
+  lambValidate(options: { lr: number; beta1: number; beta2: number; eps: number;
+                          weightDecay: number; biasCorrection: boolean }): void;
+  /** See sgdStep. */
+  lionStep(options: { lr: number; beta1: number; beta2: number; weightDecay: number },
+           params: Float32Array[], grads: Float32Array[], expAvgs: Float32Array[],
+           steps: Float64Array, control?: NativeStepControl): StepReport;
+  /** See sgdStep; control.threads is ignored (one tensor at a time). */
+  lambStep(options: { lr: number; beta1: number; beta2: number; eps: number;
+                      weightDecay: number; biasCorrection: boolean },
+           params: Float32Array[], grads: Float32Array[], expAvgs: Float32Array[],
+           expAvgSqs: Float32Array[], steps: Float64Array,
+           control?: NativeStepControl): StepReport;
+  /** Adam/AdamW with 8-bit blockwise state (2048-element blocks); amsgrad is refused. */
+  adam8bitStep(options: { lr: number; beta1: number; beta2: number; eps: number;
+                          weightDecay: number; amsgrad: boolean; decoupled: boolean;
+                          biasCorrection: boolean },
+               params: Float32Array[], grads: Float32Array[], state: NativeAdam8bitState[],
+               steps: Float64Array, control?: NativeStepControl): StepReport;
+  /** The instruction set the kernels run with: 'baseline', 'avx2' or 'avx512'. */
+  optimIsa(): string;
+}
+
+// ---- codecs (bindings/quant.cc) -------------------------------------------------------------
+/** A codec as the binding reads it: every field present (lib/quant.ts fills defaults). */
+export interface NativeCodec {
+  kind: 'float16' | 'bfloat16' | 'int8' | 'int4' | 'sign1' | 'topk' | 'randomk';
+  blockSize: number;
+  ratio: number;
+  seed: number;
+}
+
+export interface NativeQuant {
+  codecEncodedBytes(codec: NativeCodec, n: number): number;
+  /** Synchronous; dst must have exactly codecEncodedBytes(codec, src.length) bytes. */
+  codecEncode(codec: NativeCodec, src: Float32Array, dst: Uint8Array): void;
+  /** Synchronous; accumulate adds the decoded values to dst instead of replacing them. */
+  codecDecode(codec: NativeCodec, src: Uint8Array, dst: Float32Array, accumulate: boolean): void;
+  /** Error feedback: encodes grad + residual, leaves residual = that - decoded. */
+  codecEncodeWithFeedback(codec: NativeCodec, grad: Float32Array, residual: Float64Array,
+                          dst: Uint8Array, scratch: Float32Array): void;
+  /** The 8-bit optimizer state's magnitude table (128 signed or 256 unsigned entries). */
+  dynamicMap(signed: boolean): Float32Array;
+}
+
+// ---- losses (bindings/loss.cc) ----------------------------------------------------------------
+export interface NativeLoss {
+  mseLoss(pred: Float32Array, target: Float32Array, reduction: 'mean' | 'sum',
+          grad: Float32Array | null): number;
+  softmaxCrossEntropy(logits: Float32Array, labels: Int32Array, classes: number,
+                      reduction: 'mean' | 'sum', ignoreIndex: number,
+                      grad: Float32Array | null): number;
 }
 
 // ---- tensors (bindings/tensor.cc) --------------------------------------------------------------
@@ -113,7 +191,7 @@ export interface NativeTensor {
   reduceOpTable: Record<string, number>;
 }
 
-export interface NativeAddon extends NativeOptim, NativeTensor {
+export interface NativeAddon extends NativeOptim, NativeQuant, NativeLoss, NativeTensor {
   abiVersion: number;
   StoreServer: new (host: string, port: number) => NativeStoreServer;
   /** Connects off the JS thread, retrying until the server is up or the timeout passes. */

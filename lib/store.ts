@@ -3,27 +3,34 @@
 // rank 0 inside init()) and a client whose every request is a Promise with a deadline.
 import { fromNative, NodecclError, NodecclRangeError, NodecclTypeError } from './errors';
 import { native, type NativeStoreClient, type NativeStoreServer } from './native';
-import { checkOptions } from './options';
+import { checkBuffer } from './buffers';
+import { checkOptions, describeValue } from './options';
 
 /** Default wait for `get`/`wait` and for connecting: 30 s. */
 export const DEFAULT_STORE_TIMEOUT_MS = 30_000;
 
 function checkKey(fn: string, key: unknown): string {
   if (typeof key !== 'string' || key.length === 0) {
-    throw new NodecclTypeError(`${fn}: key must be a non-empty string, got ${typeof key}`);
+    throw new NodecclTypeError(`${fn}: key must be a non-empty string, got ` +
+      describeValue(key));
   }
   return key;
 }
 
 function checkValue(fn: string, what: string, v: unknown): string | Uint8Array {
-  if (typeof v === 'string' || v instanceof Uint8Array) return v;
+  if (typeof v === 'string') return v;
+  if (v instanceof Uint8Array) {
+    checkBuffer(fn, what, v);
+    return v;
+  }
   throw new NodecclTypeError(`${fn}: ${what} must be a string or a Uint8Array, got ` +
     `${v === null ? 'null' : typeof v}`);
 }
 
 function checkTimeout(fn: string, ms: unknown): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-    throw new NodecclRangeError(`${fn}: timeoutMs must be a finite number >= 0, got ${ms}`);
+    throw new NodecclRangeError(`${fn}: timeoutMs must be a finite number >= 0, got ` +
+      describeValue(ms));
   }
   return ms;
 }

@@ -5,6 +5,7 @@ import {
   arrayConstructor, arrayNameOf, checkDType, dtypeOfArray, isHalfDType, isIntegerDType,
   typedArrayName, type DType, type DTypeArray, type DTypeArrayMap,
 } from './dtype';
+import { checkBuffer } from './buffers';
 import { fromNative, NodecclRangeError, NodecclTypeError } from './errors';
 import { native } from './native';
 import { checkOptions, describeValue } from './options';
@@ -171,6 +172,7 @@ export class Tensor<D extends DType = DType> {
     const fn = 'new Tensor()';
     checkDType(fn, dtype);
     checkArrayForDType(fn, data, dtype);
+    checkBuffer(fn, 'data', data);
     const dims = shape === undefined ? Object.freeze([data.length]) : checkShape(fn, shape);
     if (shapeSize(dims) !== data.length) lengthMismatch(fn, dims, data.length);
     this.data = data;
@@ -356,6 +358,7 @@ function checkOut(fnName: string, out: unknown, want: string, length: number): v
     throw new NodecclTypeError(`${fnName}: out must be a ${want}, got ` +
       `${name ?? describeValue(out)}; pass new ${want}(${length}) or omit it`);
   }
+  checkBuffer(fnName, 'out', out as ArrayBufferView);
   if ((out as ArrayLike<number>).length !== length) {
     throw new NodecclRangeError(`${fnName}: out has ${(out as ArrayLike<number>).length} ` +
       `elements but the input has ${length}; pass an out array of the same length`);
@@ -369,6 +372,7 @@ function round(
   let src: Float32Array | Float64Array;
   if (tag === 'Float32Array' || tag === 'Float64Array') {
     src = values as Float32Array | Float64Array;
+    checkBuffer(fnName, 'values', src);
   } else if (Array.isArray(values)) {
     checkNumbers(fnName, values, 'float64');
     src = Float64Array.from(values as number[]);
@@ -390,6 +394,7 @@ function widen(
       `got ${tag ?? describeValue(bits)}`);
   }
   const src = bits as Uint16Array;
+  checkBuffer(fnName, 'bits', src);
   checkOut(fnName, out, 'Float32Array', src.length);
   const dst = out ?? new Float32Array(src.length);
   if (src.length > 0) callNative(name, src, dst);

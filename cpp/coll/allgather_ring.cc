@@ -2,8 +2,8 @@
 // Ring all-gather: the all-gather phase shared with allReduce, and the public allGather.
 //
 // Cost, for n ranks and an output of S bytes (n blocks of S/n): n - 1 steps; each rank sends
-// and receives (n - 1)/n * S bytes. Blocks are received straight into the output: no copies
-// beyond placing this rank's own block.
+// and receives (n - 1)/n * S bytes. The public allGather runs the ring in scratch and copies
+// the result out at the end (one extra pass over S), so a failed call leaves `out` unchanged.
 #include <cstring>
 
 #include "coll/collectives.h"
@@ -36,20 +36,20 @@ void allGather(Communicator& comm, const void* in, void* out, size_t count, Data
   checkedBytes(comm, kName, count, elem, static_cast<size_t>(comm.size()));
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
-  comm.beginOp(OpKind::kAllGather, timeout);
+  comm.beginOp(OpKind::kAllGather, timeout, OpParams{int(dtype), -1, -1, count});
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "allGather ring count=", count, " ",
                 dtypeName(dtype));
 
-  // Place this rank's block, then let the ring fill the others. memmove because `in` may
-  // overlap the output (it may be exactly this rank's block, or anywhere else in it: every
-  // other block is overwritten by the ring after this copy anyway).
   unsigned char emptyIn = 0, emptyOut = 0;
   in = orEmpty(in, emptyIn);
   out = orEmpty(out, emptyOut);
+  // The ring runs in scratch, copied into `out` at the end: a failed call leaves `out` as it was.
   const Segments seg = Segments::blocks(count);
-  auto* own = static_cast<unsigned char*>(out) + seg.offset(comm.rank()) * elem;
-  if (count > 0 && own != in) std::memmove(own, in, count * elem);
-  ringAllGather(comm, out, seg, elem);
+  const size_t total = count * elem * static_cast<size_t>(comm.size());
+  unsigned char* work = scratchBytes(comm, total, kSlotOut);
+  if (count > 0) std::memcpy(work + seg.offset(comm.rank()) * elem, in, count * elem);
+  ringAllGather(comm, work, seg, elem);
+  if (total > 0) std::memcpy(out, work, total);
 }
 
 }  // namespace nodeccl

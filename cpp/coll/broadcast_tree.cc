@@ -5,22 +5,39 @@
 // children, every other rank receives S once and sends it to at most ceil(log2 n) - 1 more.
 // Latency-optimal; for large S the root's link carries log2(n) * S.
 //
-// Not yet: for large S a pipelined chain (or scatter + ring all-gather, ~2S per rank) beats
-// the tree; that is a later change.
+// Non-roots receive into scratch and copy into the user's buffer after their last send, so a
+// call that fails midway leaves it unchanged (one extra pass over S).
+//
+// Large broadcasts on more than two ranks take the pipelined chain instead
+// (broadcast_chain.cc): the choice is made here, by size, unless NODECCL_ALGO forces one.
+#include <cstring>
+
 #include "coll/collectives.h"
+#include "coll/ring.h"
 #include "coll/validate.h"
 #include "common/log.h"
 
 namespace nodeccl {
 namespace {
 
+// Above this many bytes (and with more than two ranks) the chain's S per link beats the tree.
+constexpr size_t kChainMinBytes = 64 * 1024;
+
+bool useChain(const Communicator& comm, size_t bytes) {
+  const std::string& algo = comm.options().algo;
+  if (algo == "chain" || algo == "ring") return true;
+  if (algo == "tree" || algo == "direct") return false;
+  return comm.size() > 2 && bytes > kChainMinBytes;
+}
+
 // Ranks are renumbered relative to the root (v = rank - root mod n), so the root is v = 0.
 // Rank v receives from v - lowbit(v) and sends to v + m for every power of two m < lowbit(v)
 // (every m, for the root), largest first, so the data reaches the far half of the tree soonest.
-void broadcastTree(Communicator& comm, void* data, size_t bytes, int root) {
+void broadcastTree(Communicator& comm, void* user, size_t bytes, int root) {
   const int n = comm.size();
   const int v = (comm.rank() - root + n) % n;
   auto real = [&](int u) { return (u + root) % n; };
+  void* data = v == 0 ? user : scratchBytes(comm, bytes, kSlotOut);
 
   // Receive once from the parent (the root has none): m ends at lowbit(v), or >= n for v = 0.
   int m = 1;
@@ -36,6 +53,7 @@ void broadcastTree(Communicator& comm, void* data, size_t bytes, int root) {
   for (m >>= 1; m > 0; m >>= 1) {
     if (v + m < n) comm.send(real(v + m), data, bytes);
   }
+  if (v != 0 && bytes > 0) std::memcpy(user, data, bytes);
 }
 
 }  // namespace
@@ -47,10 +65,12 @@ void broadcast(Communicator& comm, void* data, size_t count, DataType dtype, int
   checkRoot(comm, kName, root);
   const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
   checkBuffer(comm, kName, "data", data, count);
-  comm.beginOp(OpKind::kBroadcast, timeout);
-  NODECCL_TRACE("coll", comm.rank(), comm.size(), "broadcast tree count=", count, " ",
+  comm.beginOp(OpKind::kBroadcast, timeout, OpParams{int(dtype), -1, root, count});
+  NODECCL_TRACE("coll", comm.rank(), comm.size(), "broadcast count=", count, " ",
                 dtypeName(dtype), " root=", root);
   unsigned char empty = 0;
+  comm.noteAlgorithm("broadcast", useChain(comm, bytes) ? "chain" : "tree", bytes);
+  if (useChain(comm, bytes)) return broadcastChain(comm, orEmpty(data, empty), bytes, root);
   broadcastTree(comm, orEmpty(data, empty), bytes, root);
 }
 

@@ -6,8 +6,10 @@
 // sends and receives (n - 1)/n * S bytes and reduces as many. float16/bfloat16 travel and are
 // reduced as float32 partials, so they send twice that, and round once at the end.
 //
-// Not yet: each step is one message, so the reduction of a received partial does not overlap
-// with the transfer of the next. Chunking and pipelining the ring is a later change.
+// Each step moves in chunks of kChunkBytes: while this rank reduces chunk c, its left
+// neighbour is already writing chunk c + 1 (into the shared-memory ring or the socket
+// buffers), so transfer and reduction overlap. `out` is written only at the end.
+#include <algorithm>
 #include <cstring>
 
 #include "coll/collectives.h"
@@ -41,9 +43,18 @@ void ringReduceScatter(Communicator& comm, const void* in, void* out, const Segm
   for (int s = 0; s < n - 1; ++s) {
     const int sendSeg = mod(r - 1 - s), recvSeg = mod(r - 2 - s);
     unsigned char* rbuf = recvBuf[s % 2];
-    comm.sendRecv(next, sendPtr, seg.count(sendSeg) * elem, prev, rbuf,
-                  seg.count(recvSeg) * elem);
-    reduceInto(rbuf, src + seg.offset(recvSeg) * elem, seg.count(recvSeg), dtype, op);
+    const size_t sendCount = seg.count(sendSeg), recvCount = seg.count(recvSeg);
+    const unsigned char* mine = src + seg.offset(recvSeg) * elem;
+    // Chunk c of both directions at once. Every rank cuts every segment into the same number
+    // of chunks (from the largest segment), so the two ends of a link agree on the messages.
+    const size_t chunk = std::max<size_t>(1, kChunkBytes / elem);
+    for (size_t c = 0; c == 0 || c < seg.maxCount(); c += chunk) {
+      size_t sc = c < sendCount ? std::min(chunk, sendCount - c) : 0;
+      size_t rc = c < recvCount ? std::min(chunk, recvCount - c) : 0;
+      comm.sendRecv(next, sendPtr + std::min(c, sendCount) * elem, sc * elem, prev,
+                    rbuf + std::min(c, recvCount) * elem, rc * elem);
+      if (rc > 0) reduceInto(rbuf + c * elem, mine + c * elem, rc, dtype, op);
+    }
     sendPtr = rbuf;
   }
 
@@ -82,7 +93,7 @@ void reduceScatter(Communicator& comm, const void* in, void* out, size_t count, 
                static_cast<size_t>(comm.size()));
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
-  comm.beginOp(OpKind::kReduceScatter, timeout);
+  comm.beginOp(OpKind::kReduceScatter, timeout, OpParams{int(dtype), int(op), -1, count});
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "reduceScatter ring count=", count, " ",
                 dtypeName(dtype), " ", reduceOpName(op));
 

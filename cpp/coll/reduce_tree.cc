@@ -18,9 +18,9 @@
 namespace nodeccl {
 namespace {
 
-// Where this rank builds its partial result. The root reduces straight into `data` (unless it
-// must widen a half type); a rank with children reduces into a scratch copy, since its own
-// `data` must stay unchanged; a leaf only sends, so it sends `data` as it is.
+// Where this rank builds its partial result: a scratch copy (float32 for a half type) on the
+// root and on every rank with children, since `data` must stay unchanged until the root's
+// result is complete; a leaf only sends, so it sends `data` as it is.
 unsigned char* startPartial(Communicator& comm, void* data, size_t count, DataType dtype,
                             bool isRoot, bool hasChildren) {
   if (isHalfType(dtype)) {
@@ -28,7 +28,7 @@ unsigned char* startPartial(Communicator& comm, void* data, size_t count, DataTy
     toFloat32(data, reinterpret_cast<float*>(wide), count, dtype);
     return wide;
   }
-  if (isRoot || !hasChildren) return static_cast<unsigned char*>(data);
+  if (!isRoot && !hasChildren) return static_cast<unsigned char*>(data);
   const size_t bytes = count * dtypeSize(dtype);
   auto* copy = scratchBytes(comm, bytes, kSlotWork);
   if (bytes > 0) std::memcpy(copy, data, bytes);
@@ -63,6 +63,7 @@ void reduceTree(Communicator& comm, void* data, size_t count, DataType dtype, Re
   // Only the root gets here: finish avg and round a half type once.
   if (op == ReduceOp::kAvg) divideInPlace(acc, count, wire, n);
   if (isHalfType(dtype)) fromFloat32(reinterpret_cast<float*>(acc), data, count, dtype);
+  else if (bytes > 0) std::memcpy(data, acc, bytes);
 }
 
 }  // namespace
@@ -75,7 +76,7 @@ void reduce(Communicator& comm, void* data, size_t count, DataType dtype, Reduce
   checkRoot(comm, kName, root);
   checkedBytes(comm, kName, count, dtypeSize(accumulateType(dtype)));
   checkBuffer(comm, kName, "data", data, count);
-  comm.beginOp(OpKind::kReduce, timeout);
+  comm.beginOp(OpKind::kReduce, timeout, OpParams{int(dtype), int(op), root, count});
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "reduce tree count=", count, " ",
                 dtypeName(dtype), " ", reduceOpName(op), " root=", root);
   unsigned char empty = 0;

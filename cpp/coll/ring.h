@@ -16,6 +16,11 @@ namespace nodeccl {
 constexpr int kSlotWork = 0;   // a whole-buffer working copy (float32 for half types)
 constexpr int kSlotRecvA = 1;  // receive buffers for one segment, alternated by the ring
 constexpr int kSlotRecvB = 2;
+constexpr int kSlotOut = 3;    // a whole-buffer result, copied to the user's buffer at the end
+
+// Ring steps move in chunks of this many bytes, so that reducing a chunk overlaps the arrival
+// of the next (the transport buffers at least this much per peer).
+constexpr size_t kChunkBytes = 256 * 1024;
 
 // A buffer of `total` elements cut into n segments, one per rank: segment i holds `base`
 // elements, plus one more for each of the first `extra` segments. Sizes differ by at most one,
@@ -52,6 +57,10 @@ void ringReduceScatter(Communicator& comm, const void* in, void* out, const Segm
 // Ring all-gather in place (n - 1 steps; each rank sends every segment but one once). On entry
 // segment `rank` of `buf` holds this rank's block; on return every segment holds its owner's.
 void ringAllGather(Communicator& comm, void* buf, const Segments& seg, size_t elemBytes);
+
+// Pipelined chain broadcast of `bytes` from `root` (broadcast_chain.cc); `data` is the
+// caller's buffer, written only at the end on non-roots.
+void broadcastChain(Communicator& comm, void* data, size_t bytes, int root);
 
 // comm.scratch(bytes, slot) as a byte pointer, never null (a 0-byte request gets 1 byte), so
 // that empty segments still have a valid address to send from and receive into.

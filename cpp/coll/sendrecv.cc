@@ -3,7 +3,10 @@
 //
 // Cost: one message of S bytes from the sender to the receiver; both must pass the same count
 // and dtype (the receiver checks the byte count in the message header).
+#include <cstring>
+
 #include "coll/collectives.h"
+#include "coll/ring.h"
 #include "coll/validate.h"
 #include "common/log.h"
 
@@ -16,7 +19,7 @@ void send(Communicator& comm, const void* data, size_t count, DataType dtype, in
   checkPeer(comm, kName, peer);
   const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
   checkBuffer(comm, kName, "data", data, count);
-  comm.beginOp(OpKind::kPointToPoint, timeout);
+  comm.beginOp(OpKind::kPointToPoint, timeout, OpParams{int(dtype), -1, -1, count});
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "send ", bytes, " bytes to rank ", peer);
   unsigned char empty = 0;
   comm.send(peer, orEmpty(data, empty), bytes);
@@ -29,10 +32,12 @@ void recv(Communicator& comm, void* data, size_t count, DataType dtype, int peer
   checkPeer(comm, kName, peer);
   const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
   checkBuffer(comm, kName, "data", data, count);
-  comm.beginOp(OpKind::kPointToPoint, timeout);
+  comm.beginOp(OpKind::kPointToPoint, timeout, OpParams{int(dtype), -1, -1, count});
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "recv ", bytes, " bytes from rank ", peer);
-  unsigned char empty = 0;
-  comm.recv(peer, orEmpty(data, empty), bytes);
+  // Into scratch, then copied: a peer lost midway leaves the caller's buffer as it was.
+  unsigned char* tmp = scratchBytes(comm, bytes, kSlotOut);
+  comm.recv(peer, tmp, bytes);
+  if (bytes > 0) std::memcpy(data, tmp, bytes);
 }
 
 }  // namespace nodeccl

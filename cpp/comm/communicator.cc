@@ -5,21 +5,30 @@
 // Rendezvous (keys under `prefix/`): each rank claims `rankclaim/<r>` (a second claim of the
 // same rank is an error), listens on an ephemeral port, publishes `size/<r>` then `addr/<r>`,
 // waits for every other rank's address while checking their sizes, and builds the TCP mesh.
+// Each rank also publishes `host/<r>`, its hostname and boot id: when every rank shows the
+// same one (or NODECCL_TRANSPORT=shm), the ranks set up the shared-memory transport and keep
+// the TCP mesh open beside it only to notice a peer that dies.
 //
 // Error propagation: the first error a rank records (a failed operation, or abort()) is
-// published with compareSet(`abort`, absent -> text), so the first error of the whole group
-// wins. Every rank runs a watcher thread blocked in get(`abort`) on its own store connection;
+// published with compareSet(`abort`, absent -> "<code name>\n<text>"), so the first error of the
+// whole group wins, and every rank fails with its code and text (a mismatch stays a mismatch,
+// a lost peer stays a lost peer, on every rank). Every rank runs a watcher thread blocked in get(`abort`) on its own store connection;
 // when the key appears it aborts its transport with that text, so ranks blocked in the same
 // collective fail at once with the original cause instead of waiting for their timeout.
 #include "comm/communicator.h"
 
+#include <unistd.h>
+
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "transport/shm/shm_transport.h"
 #include "transport/tcp/tcp_transport.h"
 
 namespace nodeccl {
@@ -34,6 +43,41 @@ constexpr Millis kFirstSlice(20), kMaxSlice(200);
 
 bool isWildcard(const std::string& h) { return h == "0.0.0.0" || h == "::" || h == "*"; }
 
+// An error as published in the abort key: "ERR_NODECCL_MISMATCH\nrank 1: ...".
+struct Notice {
+  ErrorCode code = ErrorCode::kAborted;
+  std::string text;
+};
+
+std::string encodeNotice(ErrorCode code, const std::string& text) {
+  return strcat(errorCodeName(code), "\n", text);
+}
+
+// A value without a known code name (an older writer) is an abort carrying that text.
+Notice decodeNotice(const std::string& value) {
+  size_t nl = value.find('\n');
+  if (nl != std::string::npos) {
+    std::string name = value.substr(0, nl);
+    for (int c = 0; c <= int(ErrorCode::kStore); ++c) {
+      if (name == errorCodeName(ErrorCode(c))) return {ErrorCode(c), value.substr(nl + 1)};
+    }
+  }
+  return {ErrorCode::kAborted, value};
+}
+
+// "hostname/boot-id": equal on two processes that can share memory (the boot id tells apart
+// hosts with the same name and containers on different machines).
+std::string hostId() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0) std::strcpy(name, "unknown-host");
+  std::string boot;
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::getline(f, boot);
+  return strcat(name, "/", boot);
+}
+
+const char* const kAlgos[] = {"auto", "ring", "direct", "chain", "tree"};
+
 }  // namespace
 
 struct Communicator::Impl {
@@ -41,7 +85,9 @@ struct Communicator::Impl {
   std::shared_ptr<Store> store;        // the caller's; shared with the application
   std::shared_ptr<Store> watchStore;   // own connection, blocked in get(abortKey)
   std::shared_ptr<Store> notifyStore;  // own connection, publishes this rank's first error
-  std::unique_ptr<TcpTransport> transport;  // null for a world of one
+  std::unique_ptr<TcpTransport> tcp;        // during the rendezvous
+  std::unique_ptr<Transport> transport;     // the one in use; null for a world of one
+  ShmTransport* shm = nullptr;              // transport, when it is shared memory
   std::thread watcher;
 
   std::atomic<bool> destroyed{false};
@@ -52,6 +98,7 @@ struct Communicator::Impl {
   std::condition_variable stopCv;
   bool stopping = false;
   std::string firstError;
+  ErrorCode firstCode = ErrorCode::kAborted;
   std::string storeLost;   // set by the watcher as soon as the store connection is lost
   std::string publishing;  // this rank's error being published (the watcher will see it too)
 
@@ -68,13 +115,15 @@ struct Communicator::Impl {
   void takeArrivals(bool all, std::vector<int>* missing, std::vector<std::string>* addrs);
   [[noreturn]] void throwMissing(const std::vector<int>& missing, net::Clock::time_point start);
   void checkSize(int r, const std::string& value);
+  void chooseTransport(const std::vector<std::string>& addrs, net::Deadline deadline);
+  void startShm(bool forced, net::Deadline deadline);
   void startWatcher();
   void watchLoop();
   void pollLoop();
-  void onRemoteError(const std::string& text);
+  void onRemoteError(const std::string& value);
   void onStoreLost(const std::string& what);
-  bool record(const std::string& text);
-  std::string publish(const std::string& text);
+  bool record(const std::string& text, ErrorCode code);
+  Notice publish(const std::string& text, ErrorCode code);
   bool sleepUnlessStopping(Millis ms);
 };
 
@@ -87,9 +136,15 @@ static void validate(const CommOptions& o) {
     bad(strcat("rank ", o.rank, " is out of range for world size ", o.size, "; ranks are 0..",
                o.size - 1));
   }
-  if (o.transport != "tcp") {
+  if (o.transport != "tcp" && o.transport != "shm" && o.transport != "auto") {
     bad(strcat("rank ", o.rank, ": unknown transport '", o.transport,
-               "'; only 'tcp' is available (check NODECCL_TRANSPORT)"));
+               "'; use 'auto', 'tcp' or 'shm' (check NODECCL_TRANSPORT)"));
+  }
+  bool known = false;
+  for (const char* a : kAlgos) known = known || o.algo == a;
+  if (!known) {
+    bad(strcat("rank ", o.rank, ": unknown algorithm '", o.algo, "'; use auto, ring or direct "
+               "(allReduce), chain or tree (broadcast) (check NODECCL_ALGO)"));
   }
   if (o.prefix.empty()) bad(strcat("rank ", o.rank, ": the store prefix must not be empty"));
   if (o.initTimeout <= Millis(0) || o.timeout <= Millis(0)) {
@@ -104,6 +159,10 @@ std::unique_ptr<Communicator> Communicator::create(std::shared_ptr<Store> store,
   if (const char* t = std::getenv("NODECCL_TRANSPORT"); t != nullptr && *t != '\0') {
     o.transport = t;
     NODECCL_INFO("init", o.rank, o.size, "NODECCL_TRANSPORT=", t);
+  }
+  if (const char* a = std::getenv("NODECCL_ALGO"); a != nullptr && *a != '\0') {
+    o.algo = a;
+    NODECCL_INFO("init", o.rank, o.size, "NODECCL_ALGO=", a);
   }
   validate(o);
   if (o.size > 1 && !store) {
@@ -130,12 +189,13 @@ void Communicator::Impl::rendezvous(net::Deadline deadline) {
     claimRank();
     std::string myAddr = publishAddress();
     std::vector<std::string> addrs = waitForRanks(myAddr, deadline, start);
-    transport->connectMesh(addrs, opts.prefix, deadline);
+    tcp->connectMesh(addrs, opts.prefix, deadline);
+    chooseTransport(addrs, deadline);
   } catch (const Error& e) {
     // Tell the others, so that they fail now rather than at their own init timeout.
     if (e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kAborted) {
       try {
-        store->compareSet(key("abort"), "", true, e.what());
+        store->compareSet(key("abort"), "", true, encodeNotice(e.code(), e.what()));
       } catch (const std::exception&) {
       }
     }
@@ -158,14 +218,15 @@ std::string Communicator::Impl::publishAddress() {
   std::string host = opts.listenHost;
   if (host.empty()) host = store->localHost();
   if (host.empty()) host = "127.0.0.1";
-  transport = std::make_unique<TcpTransport>(opts.rank, opts.size, host);
+  tcp = std::make_unique<TcpTransport>(opts.rank, opts.size, host, opts.token);
   std::string published = host;
   if (isWildcard(host)) {
     published = store->localHost();
     if (published.empty()) published = "127.0.0.1";
   }
-  std::string addr = net::joinHostPort(published, transport->port());
+  std::string addr = net::joinHostPort(published, tcp->port());
   store->set(key("size", opts.rank), std::to_string(opts.size));
+  store->set(key("host", opts.rank), hostId());
   store->set(key("addr", opts.rank), addr);
   NODECCL_INFO("init", opts.rank, opts.size, "listening on ", addr, " (listenHost '",
                opts.listenHost, "')");
@@ -205,7 +266,8 @@ std::vector<std::string> Communicator::Impl::waitForRanks(const std::string& myA
     takeArrivals(all, &missing, &addrs);
     if (missing.empty()) return addrs;
     if (store->exists(key("abort"))) {
-      throw Error(ErrorCode::kAborted, store->get(key("abort"), Millis(1000)));
+      Notice n = decodeNotice(store->get(key("abort"), Millis(1000)));
+      throw Error(n.code, n.text);
     }
     if (net::Clock::now() >= deadline) throwMissing(missing, start);
     slice = std::min(slice * 2, kMaxSlice);
@@ -239,6 +301,78 @@ void Communicator::Impl::throwMissing(const std::vector<int>& missing,
                      missing.size() == 1 ? "rank " : "ranks ", list,
                      "); start every rank with the same store address, prefix and world size, "
                      "or raise the init timeout"));
+}
+
+// ---- transport choice -------------------------------------------------------------------
+
+// Every rank reads the same host table, so every rank makes the same choice.
+void Communicator::Impl::chooseTransport(const std::vector<std::string>& addrs,
+                                         net::Deadline deadline) {
+  std::vector<std::string> hosts(opts.size);
+  int other = -1;
+  for (int r = 0; r < opts.size; ++r) {
+    hosts[r] = store->get(key("host", r), Millis(net::msUntil(deadline)));
+    if (other < 0 && hosts[r] != hosts[0]) other = r;
+  }
+  if (opts.transport == "shm" && other >= 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat(who(), ": NODECCL_TRANSPORT=shm, but rank 0 (", addrs[0], ", host ",
+                       hosts[0], ") and rank ", other, " (", addrs[other], ", host ",
+                       hosts[other], ") are on different hosts; shared memory only joins "
+                       "ranks on one host: unset NODECCL_TRANSPORT or set it to tcp"));
+  }
+  if (opts.transport == "tcp" || other >= 0) {
+    NODECCL_INFO("init", opts.rank, opts.size, "transport tcp (",
+                 opts.transport == "tcp" ? "NODECCL_TRANSPORT=tcp"
+                                         : strcat("ranks 0 and ", other, " on different hosts"),
+                 ")");
+    transport = std::move(tcp);
+    return;
+  }
+  startShm(opts.transport == "shm", deadline);
+}
+
+void Communicator::Impl::startShm(bool forced, net::Deadline deadline) {
+  auto shmT = std::make_unique<ShmTransport>(opts.rank, opts.size, std::move(tcp));
+  bool anyFailed = false;
+  std::string why = shmT->setup(*store, key("shm"), Millis(std::max(1, net::msUntil(deadline))),
+                                &anyFailed);
+  if (!anyFailed) {
+    NODECCL_INFO("init", opts.rank, opts.size, "transport shm (all ", opts.size,
+                 " ranks on this host", forced ? ", NODECCL_TRANSPORT=shm" : "", "; ",
+                 ShmTransport::kRingBytes >> 10, " KiB ring per pair)");
+    shm = shmT.get();
+    transport = std::move(shmT);
+    return;
+  }
+  if (forced) {
+    throw Error(ErrorCode::kIo, strcat(who(), ": NODECCL_TRANSPORT=shm, but shared memory "
+                                       "cannot be set up: ", why, "; unset NODECCL_TRANSPORT "
+                                       "to fall back to tcp"));
+  }
+  NODECCL_WARN("init", opts.rank, opts.size, "shared memory unavailable (", why,
+               "); using tcp");
+  transport = shmT->takeLiveness();
+}
+
+const char* Communicator::transportName() const {
+  return impl_->transport ? impl_->transport->name() : "none";
+}
+
+ShmTransport* Communicator::shm() const { return impl_->shm; }
+
+void Communicator::noteAlgorithm(const char* collective, const char* algo, size_t bytes) {
+  for (auto& [coll, last] : algos_) {
+    if (std::strcmp(coll, collective) != 0) continue;
+    if (std::strcmp(last, algo) == 0) return;
+    last = algo;
+    NODECCL_INFO("coll", opts_.rank, opts_.size, collective, ": ", algo, " from ", bytes,
+                 " bytes (NODECCL_ALGO=", opts_.algo, ", transport ", transportName(), ")");
+    return;
+  }
+  algos_.emplace_back(collective, algo);
+  NODECCL_INFO("coll", opts_.rank, opts_.size, collective, ": ", algo, " from ", bytes,
+               " bytes (NODECCL_ALGO=", opts_.algo, ", transport ", transportName(), ")");
 }
 
 // ---- error propagation ------------------------------------------------------------------
@@ -297,16 +431,17 @@ bool Communicator::Impl::sleepUnlessStopping(Millis ms) {
   return !stopping;
 }
 
-void Communicator::Impl::onRemoteError(const std::string& text) {
+void Communicator::Impl::onRemoteError(const std::string& value) {
+  Notice n = decodeNotice(value);
   bool own;
   {
     std::lock_guard<std::mutex> lock(mu);
-    own = text == publishing;
+    own = n.text == publishing;
   }
-  if (record(text) && !own) {
-    NODECCL_INFO("coll", opts.rank, opts.size, "another rank failed: ", text);
+  if (record(n.text, n.code) && !own) {
+    NODECCL_INFO("coll", opts.rank, opts.size, "another rank failed: ", n.text);
   }
-  transport->abort(text);
+  transport->abort(n.text);
 }
 
 void Communicator::Impl::onStoreLost(const std::string& what) {
@@ -317,49 +452,51 @@ void Communicator::Impl::onStoreLost(const std::string& what) {
   }
   if (!sleepUnlessStopping(kStoreLostGrace)) return;
   NODECCL_WARN("coll", opts.rank, opts.size, text);
-  record(text);
+  record(text, ErrorCode::kAborted);
   transport->abort(text);
 }
 
 // Records `text` as the first error; true when it was the first.
-bool Communicator::Impl::record(const std::string& text) {
+bool Communicator::Impl::record(const std::string& text, ErrorCode code) {
   std::lock_guard<std::mutex> lock(mu);
   failed.store(true);
   if (!firstError.empty()) return false;
   firstError = text;
+  firstCode = code;
   return true;
 }
 
 // Publishes `text` unless another rank's error is already there; returns the group's first
-// error (the text now in the store), or "" when the store could not be reached.
-std::string Communicator::Impl::publish(const std::string& text) {
+// error (the notice now in the store), or an empty text when the store could not be reached.
+Notice Communicator::Impl::publish(const std::string& text, ErrorCode code) {
   Store* s = notifyStore ? notifyStore.get() : store.get();
-  if (s == nullptr || opts.size == 1) return "";
+  if (s == nullptr || opts.size == 1) return {};
   {
     std::lock_guard<std::mutex> lock(mu);
     publishing = text;
   }
   try {
-    return s->compareSet(key("abort"), "", true, text);
+    return decodeNotice(s->compareSet(key("abort"), "", true, encodeNotice(code, text)));
   } catch (const std::exception& e) {
     NODECCL_INFO("coll", opts.rank, opts.size, "could not tell the other ranks about the "
                  "error (", e.what(), ")");
     std::lock_guard<std::mutex> lock(mu);
-    return storeLost;  // with the store gone, its loss is the likelier first cause
+    return {ErrorCode::kAborted, storeLost};  // with the store gone, the likelier first cause
   }
 }
 
-void Communicator::fail(const std::string& reason) {
+void Communicator::fail(const std::string& reason, ErrorCode code) {
   // Publish before recording: when another rank failed first (and this rank only saw the
   // consequence, e.g. that rank closing its sockets), its error becomes this rank's too.
-  std::string text = reason;
+  Notice first{code, reason};
   bool ownWon = false;  // this rank's error is the group's first (the watcher may record it)
   if (!impl_->failed.load() && !impl_->destroyed.load()) {
-    std::string winner = impl_->publish(reason);
-    if (!winner.empty()) text = winner;
-    ownWon = winner == reason;
+    Notice winner = impl_->publish(reason, code);
+    if (!winner.text.empty()) first = winner;
+    ownWon = winner.text == reason;
   }
-  if (impl_->record(text) || ownWon) {
+  const std::string& text = first.text;
+  if (impl_->record(text, first.code) || ownWon) {
     NODECCL_WARN("coll", opts_.rank, opts_.size, "communicator failed: ", text);
   }
   if (impl_->transport) impl_->transport->abort(firstError());
@@ -369,17 +506,22 @@ void Communicator::fail(const std::string& reason) {
 // the application's main thread, and the store round trip is not needed for that.
 void Communicator::abort(const std::string& reason) {
   std::string text = strcat("rank ", opts_.rank, ": communicator aborted: ", reason);
-  bool first = impl_->record(text);
+  bool first = impl_->record(text, ErrorCode::kAborted);
   if (impl_->transport) impl_->transport->abort(firstError());
   if (first && !impl_->destroyed.load()) {
     NODECCL_INFO("coll", opts_.rank, opts_.size, text);
-    impl_->publish(text);
+    impl_->publish(text, ErrorCode::kAborted);
   }
 }
 
 std::string Communicator::firstError() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->firstError;
+}
+
+ErrorCode Communicator::firstErrorCode() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->firstCode;
 }
 
 // ---- operations -------------------------------------------------------------------------
@@ -389,14 +531,18 @@ static void throwIfUnusable(const Communicator& c, bool destroyed, bool failed) 
     throw Error(ErrorCode::kDestroyed, strcat("rank ", c.rank(), ": communicator was "
                                               "destroyed; create a new one with init()"));
   }
-  if (failed) throw Error(ErrorCode::kAborted, c.firstError());
+  if (failed) throw Error(c.firstErrorCode(), c.firstError());
 }
 
-void Communicator::beginOp(OpKind kind, Millis timeout) {
+void Communicator::beginOp(OpKind kind, Millis timeout) { beginOp(kind, timeout, OpParams()); }
+
+void Communicator::beginOp(OpKind kind, Millis timeout, const OpParams& params) {
   throwIfUnusable(*this, impl_->destroyed.load(), impl_->failed.load());
   Millis t = timeout > Millis(0) ? timeout : opts_.timeout;
   op_.kind = kind;
+  op_.params = params;
   op_.seq += 1;
+  if (kind != OpKind::kPointToPoint) op_.step += 1;
   op_.deadline = net::deadlineAfter(t);
   op_.timeoutMs = static_cast<uint32_t>(std::min<int64_t>(t.count(), UINT32_MAX));
 }
@@ -421,15 +567,18 @@ void Communicator::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int r
     impl_->transport->sendRecv(sendPeer, sbuf, sbytes, recvPeer, rbuf, rbytes, op_);
   } catch (const Error& e) {
     throwIfUnusable(*this, impl_->destroyed.load(), false);
-    if (e.code() == ErrorCode::kAborted || e.code() == ErrorCode::kInvalidArgument) throw;
+    if (e.code() == ErrorCode::kInvalidArgument) throw;
+    // Woken by abort: the group's first error (with its code) is recorded by now.
+    if (e.code() == ErrorCode::kAborted) throwIfUnusable(*this, false, impl_->failed.load());
+    if (e.code() == ErrorCode::kAborted) throw;
     // A transport failure leaves the group out of step: fail and tell the others. A lost
     // peer is usually a consequence: when another rank failed first (and then closed its
     // sockets), report that rank's error instead. Mismatches and timeouts seen here are this
     // rank's own observations and keep their code.
-    fail(e.what());
+    fail(e.what(), e.code());
     std::string first = firstError();
     if (e.code() == ErrorCode::kPeerLost && first != e.what()) {
-      throw Error(ErrorCode::kAborted, first);
+      throw Error(firstErrorCode(), first);
     }
     throw;
   }

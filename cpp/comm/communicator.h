@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/auth.h"
+#include "common/error.h"
 #include "store/store.h"
 #include "transport/transport.h"
 
@@ -26,8 +28,18 @@ struct CommOptions {
   std::string listenHost;
   Millis initTimeout = Millis(60000);  // bounds the whole rendezvous
   Millis timeout = Millis(300000);     // default for each operation
-  std::string transport = "tcp";       // NODECCL_TRANSPORT; only "tcp" today
+  // NODECCL_TRANSPORT: "auto" takes shared memory when every rank is on this host (same
+  // hostname and boot id) and TCP otherwise; "tcp" or "shm" forces one (shm across hosts is
+  // an error).
+  std::string transport = "auto";
+  // Job token every peer connection must prove (common/auth.h); "" for none.
+  std::string token = auth::tokenFromEnv();
+  // NODECCL_ALGO: "auto" picks per call by size and world size; an algorithm name forces it
+  // for the collectives that have it: allReduce ring|direct, broadcast chain|tree.
+  std::string algo = "auto";
 };
+
+class ShmTransport;
 
 class Communicator {
  public:
@@ -45,7 +57,20 @@ class Communicator {
   // Marks the start of an operation: sets its kind, number and deadline (timeout 0 means the
   // communicator's default). Throws kAborted/kDestroyed when the communicator is unusable.
   void beginOp(OpKind kind, Millis timeout);
+  // The same, recording what the call was asked to do (dtype, op, root, count) so that every
+  // message carries it and receivers fail with kMismatch when ranks disagree (see
+  // transport/header.h). Collectives advance op.step; send/recv do not.
+  void beginOp(OpKind kind, Millis timeout, const OpParams& params);
   const OpInfo& currentOp() const { return op_; }
+
+  // The transport in use ("tcp", "shm"; "none" for a world of one), and the shared-memory
+  // transport itself when it is the one (for the non-blocking small-message path), else null.
+  const char* transportName() const;
+  ShmTransport* shm() const;
+
+  // Records the algorithm a collective chose; logged at info whenever it differs from the
+  // previous call's choice for that collective (so a size sweep shows every switch).
+  void noteAlgorithm(const char* collective, const char* algo, size_t bytes);
 
   // Point-to-point building blocks for algorithms; see Transport::sendRecv.
   void sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer, void* rbuf,
@@ -63,13 +88,15 @@ class Communicator {
 
   // Records `reason` as this communicator's first error (if none yet) and tells the other
   // ranks, as abort() does. Called by the executor when an operation throws.
-  void fail(const std::string& reason);
+  // Other ranks fail with the same code and text (an abort notice carries both).
+  void fail(const std::string& reason, ErrorCode code = ErrorCode::kAborted);
 
   // Closes connections and stops background watching. Idempotent.
   void destroy();
 
   // The first error recorded, or "" when healthy.
   std::string firstError() const;
+  ErrorCode firstErrorCode() const;  // its code (kAborted for abort() and a lost store)
 
  private:
   Communicator(std::shared_ptr<Store> store, const CommOptions& opts);
@@ -78,6 +105,7 @@ class Communicator {
   CommOptions opts_;
   OpInfo op_;
   std::vector<std::vector<unsigned char>> scratch_;
+  std::vector<std::pair<const char*, const char*>> algos_;  // last choice per collective
 };
 
 }  // namespace nodeccl

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Debug logging controlled by NODECCL_DEBUG=warn|info|trace and NODECCL_DEBUG_SUBSYS=a,b,...
-// (default: all subsystems). Lines go to stderr as "host:pid rank/size [subsys] LEVEL message".
+// (default: all subsystems). Lines go to stderr as "host:pid rank/size [subsys] LEVEL message",
+// or to NODECCL_DEBUG_FILE (a path template: %r rank, %p pid, %h host).
 // When logging is off, NODECCL_LOG costs one relaxed atomic load.
 #pragma once
 
@@ -25,6 +26,9 @@ inline int logLevel() {
 
 // True when `subsys` is selected by NODECCL_DEBUG_SUBSYS (or it is unset).
 bool logSubsysEnabled(const char* subsys);
+
+// Expands a NODECCL_DEBUG_FILE template for `rank`: %r rank, %p pid, %h host, %% percent.
+std::string logFilePath(const char* tmpl, int rank);
 
 // Writes one line; rank < 0 prints "-" for rank/size (no communicator yet).
 void logLine(LogLevel level, const char* subsys, int rank, int size, const std::string& msg);

@@ -10,11 +10,15 @@
 // biasCorrection both are 1. Products follow the order of torch's CPU kernels (addcmul:
 // (value * t1) * t2; addcdiv: (value * t1) / t2).
 // Cost: one pass per tensor; per element 16 bytes read and 12 written (20 and 16 with amsgrad);
-// one sqrt and two divisions, hidden behind memory traffic once vectorized.
+// one sqrt and two divisions, hidden behind memory traffic once vectorized (simd.h).
+// A clipping factor multiplies g first (exactly 1 when not clipping, which changes no bit).
+#pragma GCC optimize("fp-contract=off")
 #include <cmath>
+#include <vector>
 
 #include "common/error.h"
 #include "optim/optim.h"
+#include "optim/simd.h"
 
 namespace nodeccl {
 namespace optim {
@@ -27,15 +31,24 @@ struct AdamScalars {
   float decay;     // AdamW: 1 - lr * wd
   float stepSize;  // lr / (1 - beta1^t)
   float bc2Sqrt;   // sqrt(1 - beta2^t)
+  float gradScale; // clipping factor (1: none)
 };
 
 template <bool kL2, bool kDecoupled, bool kAmsgrad>
-void adamKernel(const AdamScalars& s, size_t n, float* __restrict p, const float* __restrict g,
-                float* __restrict m, float* __restrict v, float* __restrict vmax) {
-  for (size_t i = 0; i < n; ++i) {
+struct AdamKernel {
+  static NODECCL_INLINE void run(const AdamScalars* sp, size_t n, float* __restrict p,
+                                 const float* __restrict g, float* __restrict m,
+                                 float* __restrict v, float* __restrict vmax) {
+    const AdamScalars s = *sp;
+    for (size_t i = 0; i < n; ++i) body(s, i, p, g, m, v, vmax);
+  }
+
+  static NODECCL_INLINE void body(const AdamScalars& s, size_t i, float* __restrict p,
+                                  const float* __restrict g, float* __restrict m,
+                                  float* __restrict v, float* __restrict vmax) {
     // Weight decay: into the gradient (Adam) or straight onto the parameter (AdamW).
     float pi = p[i];
-    float gi = g[i];
+    float gi = g[i] * s.gradScale;
     if constexpr (kL2) gi = gi + s.weightDecay * pi;
     if constexpr (kDecoupled) pi = pi * s.decay;
 
@@ -54,23 +67,29 @@ void adamKernel(const AdamScalars& s, size_t n, float* __restrict p, const float
     float denom = std::sqrt(vi) / s.bc2Sqrt + s.eps;
     p[i] = pi - (s.stepSize * mi) / denom;
   }
+};
+
+template <bool kL2, bool kDecoupled, bool kAmsgrad>
+void adamDispatch(const AdamScalars* s, size_t n, float* p, const float* g, float* m, float* v,
+                  float* vmax) {
+  simd::run<AdamKernel<kL2, kDecoupled, kAmsgrad>>(s, n, p, g, m, v, vmax);
 }
 
 // Picks the instantiation: L2 (Adam with wd), decoupled (AdamW with wd), amsgrad.
-using AdamFn = void (*)(const AdamScalars&, size_t, float*, const float*, float*, float*,
+using AdamFn = void (*)(const AdamScalars*, size_t, float*, const float*, float*, float*,
                         float*);
 AdamFn pickKernel(const AdamOptions& o) {
   static const AdamFn table[6] = {
-      adamKernel<false, false, false>, adamKernel<false, false, true>,
-      adamKernel<true, false, false>,  adamKernel<true, false, true>,
-      adamKernel<false, true, false>,  adamKernel<false, true, true>,
+      adamDispatch<false, false, false>, adamDispatch<false, false, true>,
+      adamDispatch<true, false, false>,  adamDispatch<true, false, true>,
+      adamDispatch<false, true, false>,  adamDispatch<false, true, true>,
   };
   int decay = o.weightDecay == 0 ? 0 : (o.decoupled ? 2 : 1);
   return table[decay * 2 + (o.amsgrad ? 1 : 0)];
 }
 
 // The scalars of tensor i at step t (already counting this step).
-AdamScalars scalarsAt(const AdamOptions& o, double t) {
+AdamScalars scalarsAt(const AdamOptions& o, double t, double gradScale) {
   double bc1 = o.biasCorrection ? 1.0 - std::pow(o.beta1, t) : 1.0;
   double bc2 = o.biasCorrection ? 1.0 - std::pow(o.beta2, t) : 1.0;
   AdamScalars s;
@@ -83,6 +102,7 @@ AdamScalars scalarsAt(const AdamOptions& o, double t) {
   s.decay = static_cast<float>(1.0 - o.lr * o.weightDecay);
   s.stepSize = static_cast<float>(o.lr / bc1);
   s.bc2Sqrt = static_cast<float>(std::sqrt(bc2));
+  s.gradScale = static_cast<float>(gradScale);
   return s;
 }
 
@@ -98,28 +118,32 @@ void validate(const AdamOptions& o) {
                 o.weightDecay, "a finite number >= 0");
 }
 
-void adamStep(const AdamOptions& o, const ParamList& list, float* const* expAvgs,
-              float* const* expAvgSqs, float* const* maxExpAvgSqs) {
+StepReport adamStep(const AdamOptions& o, const ParamList& list, float* const* expAvgs,
+                    float* const* expAvgSqs, float* const* maxExpAvgSqs, const StepControl& c) {
   validate(o);
   const char* who = o.decoupled ? "AdamW" : "Adam";
   StateArrays states[3] = {{"expAvgs", expAvgs}, {"expAvgSqs", expAvgSqs}};
   size_t numStates = 2;
   if (o.amsgrad) states[numStates++] = {"maxExpAvgSqs", maxExpAvgSqs};
   checkParamList(who, list, states, numStates);
+  StepReport report = inspectGrads(who, list, c);
+  if (report.skipped) return report;
 
-  // Tensors usually share a step count: work the scalars out again only when it changes.
-  AdamFn kernel = pickKernel(o);
-  double scalarsStep = -1;
-  AdamScalars s{};
+  // Per-tensor scalars (tensors usually share a step count: work them out once per count).
+  std::vector<AdamScalars> scalars(list.count);
   for (size_t i = 0; i < list.count; ++i) {
     list.steps[i] += 1;
-    if (list.steps[i] != scalarsStep) {
-      scalarsStep = list.steps[i];
-      s = scalarsAt(o, scalarsStep);
-    }
-    float* vmax = o.amsgrad ? maxExpAvgSqs[i] : nullptr;
-    kernel(s, list.sizes[i], list.params[i], list.grads[i], expAvgs[i], expAvgSqs[i], vmax);
+    bool same = i > 0 && list.steps[i] == list.steps[i - 1];
+    scalars[i] = same ? scalars[i - 1] : scalarsAt(o, list.steps[i], report.clipScale);
   }
+
+  AdamFn kernel = pickKernel(o);
+  forEachSpan(list, c, [&](size_t i, size_t b, size_t e) {
+    float* vmax = o.amsgrad ? maxExpAvgSqs[i] + b : nullptr;
+    kernel(&scalars[i], e - b, list.params[i] + b, list.grads[i] + b, expAvgs[i] + b,
+           expAvgSqs[i] + b, vmax);
+  });
+  return report;
 }
 
 }  // namespace optim

@@ -92,6 +92,44 @@ void adamStep(const AdamOptions& o, std::vector<double>& param, const std::vecto
   }
 }
 
+void lionStep(const LionOptions& o, std::vector<double>& param, const std::vector<double>& grad,
+              LionState& state) {
+  state.step += 1;
+  ensureSize(state.expAvg, param.size());
+  for (size_t i = 0; i < param.size(); ++i) {
+    double& m = state.expAvg[i];
+    double c = o.beta1 * m + (1 - o.beta1) * grad[i];
+    double sign = c > 0 ? 1 : (c < 0 ? -1 : 0);
+    param[i] = param[i] * (1 - o.lr * o.weightDecay) - o.lr * sign;
+    m = o.beta2 * m + (1 - o.beta2) * grad[i];
+  }
+}
+
+void lambStep(const LambOptions& o, std::vector<double>& param, const std::vector<double>& grad,
+              LambState& state) {
+  state.step += 1;
+  double t = state.step;
+  ensureSize(state.expAvg, param.size());
+  ensureSize(state.expAvgSq, param.size());
+  double bc1 = o.biasCorrection ? 1 - std::pow(o.beta1, t) : 1;
+  double bc2 = o.biasCorrection ? 1 - std::pow(o.beta2, t) : 1;
+  std::vector<double> u(param.size());
+  double pNorm = 0, uNorm = 0;
+  for (size_t i = 0; i < param.size(); ++i) {
+    double& m = state.expAvg[i];
+    double& v = state.expAvgSq[i];
+    m = o.beta1 * m + (1 - o.beta1) * grad[i];
+    v = o.beta2 * v + (1 - o.beta2) * grad[i] * grad[i];
+    u[i] = (m / bc1) / (std::sqrt(v / bc2) + o.eps) + o.weightDecay * param[i];
+    pNorm += param[i] * param[i];
+    uNorm += u[i] * u[i];
+  }
+  pNorm = std::sqrt(pNorm);
+  uNorm = std::sqrt(uNorm);
+  double ratio = pNorm > 0 && uNorm > 0 ? pNorm / uNorm : 1;
+  for (size_t i = 0; i < param.size(); ++i) param[i] -= o.lr * ratio * u[i];
+}
+
 }  // namespace reference
 }  // namespace optim
 }  // namespace nodeccl

@@ -27,6 +27,15 @@ struct AdamState {
   std::vector<double> expAvg, expAvgSq, maxExpAvgSq;
 };
 
+struct LionState {
+  double step = 0;
+  std::vector<double> expAvg;
+};
+struct LambState {
+  double step = 0;
+  std::vector<double> expAvg, expAvgSq;
+};
+
 // One step of one tensor: `param` is updated in place from `grad` (same length).
 void sgdStep(const SgdOptions& o, std::vector<double>& param, const std::vector<double>& grad,
              SgdState& state);
@@ -34,6 +43,10 @@ void rmspropStep(const RmspropOptions& o, std::vector<double>& param,
                  const std::vector<double>& grad, RmspropState& state);
 void adamStep(const AdamOptions& o, std::vector<double>& param, const std::vector<double>& grad,
               AdamState& state);
+void lionStep(const LionOptions& o, std::vector<double>& param, const std::vector<double>& grad,
+              LionState& state);
+void lambStep(const LambOptions& o, std::vector<double>& param, const std::vector<double>& grad,
+              LambState& state);
 
 }  // namespace reference
 }  // namespace optim

@@ -11,10 +11,13 @@
 // exactly as in torch.
 // Cost: one pass per tensor; per element 12 bytes read and 8 written, plus 8 and 8 each for the
 // momentum buffer and the centered average; one sqrt and one division.
+#pragma GCC optimize("fp-contract=off")
 #include <cmath>
+#include <vector>
 
 #include "common/error.h"
 #include "optim/optim.h"
+#include "optim/simd.h"
 
 namespace nodeccl {
 namespace optim {
@@ -24,14 +27,22 @@ namespace {
 // float32 copies of the hyperparameters, rounded once (as torch rounds a Python scalar).
 struct RmspropScalars {
   float lr, alpha, oneMinusAlpha, eps, weightDecay, momentum;
+  float gradScale;  // clipping factor (1: none)
 };
 
 template <bool kDecay, bool kCentered, bool kMomentum>
-void rmspropKernel(const RmspropScalars& s, size_t n, float* __restrict p,
-                   const float* __restrict g, float* __restrict sq, float* __restrict buf,
-                   float* __restrict ga) {
-  for (size_t i = 0; i < n; ++i) {
-    float gi = g[i];
+struct RmspropKernel {
+  static NODECCL_INLINE void run(const RmspropScalars* sp, size_t n, float* __restrict p,
+                                 const float* __restrict g, float* __restrict sq,
+                                 float* __restrict buf, float* __restrict ga) {
+    const RmspropScalars s = *sp;
+    for (size_t i = 0; i < n; ++i) body(s, i, p, g, sq, buf, ga);
+  }
+
+  static NODECCL_INLINE void body(const RmspropScalars& s, size_t i, float* __restrict p,
+                                  const float* __restrict g, float* __restrict sq,
+                                  float* __restrict buf, float* __restrict ga) {
+    float gi = g[i] * s.gradScale;
     if constexpr (kDecay) gi = gi + s.weightDecay * p[i];
 
     // Running second moment, and the running mean for the centered variant.
@@ -55,17 +66,23 @@ void rmspropKernel(const RmspropScalars& s, size_t n, float* __restrict p,
       p[i] = p[i] - (s.lr * gi) / avg;
     }
   }
+};
+
+template <bool kDecay, bool kCentered, bool kMomentum>
+void rmspropDispatch(const RmspropScalars* s, size_t n, float* p, const float* g, float* sq,
+                     float* buf, float* ga) {
+  simd::run<RmspropKernel<kDecay, kCentered, kMomentum>>(s, n, p, g, sq, buf, ga);
 }
 
 // Picks the instantiation for one tensor: kDecay, kCentered, kMomentum from the options.
-using RmspropFn = void (*)(const RmspropScalars&, size_t, float*, const float*, float*, float*,
+using RmspropFn = void (*)(const RmspropScalars*, size_t, float*, const float*, float*, float*,
                            float*);
 RmspropFn pickKernel(const RmspropOptions& o) {
   static const RmspropFn table[8] = {
-      rmspropKernel<false, false, false>, rmspropKernel<false, false, true>,
-      rmspropKernel<false, true, false>,  rmspropKernel<false, true, true>,
-      rmspropKernel<true, false, false>,  rmspropKernel<true, false, true>,
-      rmspropKernel<true, true, false>,   rmspropKernel<true, true, true>,
+      rmspropDispatch<false, false, false>, rmspropDispatch<false, false, true>,
+      rmspropDispatch<false, true, false>,  rmspropDispatch<false, true, true>,
+      rmspropDispatch<true, false, false>,  rmspropDispatch<true, false, true>,
+      rmspropDispatch<true, true, false>,   rmspropDispatch<true, true, true>,
   };
   int index = (o.weightDecay != 0 ? 4 : 0) + (o.centered ? 2 : 0) + (o.momentum != 0 ? 1 : 0);
   return table[index];
@@ -85,25 +102,30 @@ void validate(const RmspropOptions& o) {
                 "a finite number >= 0");
 }
 
-void rmspropStep(const RmspropOptions& o, const ParamList& list, float* const* squareAvgs,
-                 float* const* momentumBuffers, float* const* gradAvgs) {
+StepReport rmspropStep(const RmspropOptions& o, const ParamList& list, float* const* squareAvgs,
+                       float* const* momentumBuffers, float* const* gradAvgs,
+                       const StepControl& c) {
   validate(o);
   StateArrays states[3] = {{"squareAvgs", squareAvgs}};
   size_t numStates = 1;
   if (o.momentum != 0) states[numStates++] = {"momentumBuffers", momentumBuffers};
   if (o.centered) states[numStates++] = {"gradAvgs", gradAvgs};
   checkParamList("RMSprop", list, states, numStates);
+  StepReport report = inspectGrads("RMSprop", list, c);
+  if (report.skipped) return report;
 
   RmspropScalars s{static_cast<float>(o.lr),          static_cast<float>(o.alpha),
                    static_cast<float>(1.0 - o.alpha), static_cast<float>(o.eps),
-                   static_cast<float>(o.weightDecay), static_cast<float>(o.momentum)};
+                   static_cast<float>(o.weightDecay), static_cast<float>(o.momentum),
+                   static_cast<float>(report.clipScale)};
   RmspropFn kernel = pickKernel(o);
-  for (size_t i = 0; i < list.count; ++i) {
-    float* buf = o.momentum != 0 ? momentumBuffers[i] : nullptr;
-    float* ga = o.centered ? gradAvgs[i] : nullptr;
-    kernel(s, list.sizes[i], list.params[i], list.grads[i], squareAvgs[i], buf, ga);
-    list.steps[i] += 1;
-  }
+  forEachSpan(list, c, [&](size_t i, size_t b, size_t e) {
+    float* buf = o.momentum != 0 ? momentumBuffers[i] + b : nullptr;
+    float* ga = o.centered ? gradAvgs[i] + b : nullptr;
+    kernel(&s, e - b, list.params[i] + b, list.grads[i] + b, squareAvgs[i] + b, buf, ga);
+  });
+  for (size_t i = 0; i < list.count; ++i) list.steps[i] += 1;
+  return report;
 }
 
 }  // namespace optim

@@ -1,130 +1,122 @@
 // SPDX-License-Identifier: Apache-2.0
-// Element-wise reduction kernels (dst op= src) for every dtype and operator, plus the avg
-// divide and the half <-> float32 conversions the collectives use to round once.
-//
-// Each kernel is a plain indexed loop over restrict pointers, instantiated per type and
-// operator, so that g++ vectorizes it at -O3 without a per-element switch. Run-time SIMD
-// dispatch (AVX2 / AVX-512 variants) is left to a later change; these loops stay the scalar
-// reference. dst and src must not overlap (they never do in coll/).
+// The public reduction entry points: argument checks, then a call through the kernel table of
+// the SIMD variant chosen at run time (scalar, AVX2 or AVX-512; see kernels.h). The choice is
+// made once, from the CPU's features and NODECCL_SIMD, and logged at NODECCL_DEBUG=info.
 #include "reduce/reduce.h"
 
+#include <atomic>
 #include <cstdint>
-#include <type_traits>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
 
 #include "common/error.h"
-#include "common/half.h"
+#include "common/log.h"
+#include "reduce/kernels.h"
 
 namespace nodeccl {
 namespace {
 
-// Integer sum and product wrap around modulo 2^bits (two's complement), as in torch and NCCL.
-// Signed overflow is undefined in C++, so both are computed in unsigned arithmetic; types
-// narrower than `unsigned` are widened to `unsigned` first (an int8 product promoted to `int`
-// cannot overflow, but a future 16-bit type could).
-template <typename T>
-using WideUnsigned =
-    std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>;
+using reduce_detail::KernelTable;
 
-template <typename T>
-inline T wrapAdd(T a, T b) {
-  using W = WideUnsigned<T>;
-  return static_cast<T>(static_cast<W>(a) + static_cast<W>(b));
+// The table in use; null until the first kernel call chooses one. Kernels load it with one
+// acquire load; setSimdLevel replaces it.
+std::atomic<const KernelTable*> gTable{nullptr};
+std::atomic<int> gLevel{-1};
+std::mutex gChooseMutex;
+
+bool cpuSupports(SimdLevel level) {
+#if defined(__x86_64__) || defined(__i386__)
+  // libgcc's checks include the OS's XCR0 state: false when the kernel does not save the
+  // AVX / AVX-512 registers, even on a CPU that has them.
+  switch (level) {
+    case SimdLevel::kScalar: return true;
+    case SimdLevel::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
+    case SimdLevel::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+  }
+  return false;
+#else
+  // LIMITATION: only x86-64 has SIMD variants; elsewhere the portable kernels (vectorized by
+  // the compiler for the baseline target) run, and forcing avx2/avx512 is a clear error.
+  return level == SimdLevel::kScalar;
+#endif
 }
 
-template <typename T>
-inline T wrapMul(T a, T b) {
-  using W = WideUnsigned<T>;
-  return static_cast<T>(static_cast<W>(a) * static_cast<W>(b));
+const KernelTable& tableOf(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512: return reduce_detail::avx512Kernels();
+    case SimdLevel::kAvx2: return reduce_detail::avx2Kernels();
+    case SimdLevel::kScalar: break;
+  }
+  return reduce_detail::scalarKernels();
 }
 
-// The operators, as types so each kernel is instantiated (and vectorized) separately.
-// min and max propagate NaN like torch: if either input is NaN the result is NaN. The
-// comparison is written as two selects so that it maps onto vector compare + blend.
-struct SumOp {
-  template <typename T>
-  static T apply(T a, T b) {
-    if constexpr (std::is_integral_v<T>) return wrapAdd(a, b);
-    else return a + b;
+std::string supportedList() {
+  std::string s;
+  for (int l = 0; l < kNumSimdLevels; ++l) {
+    if (!cpuSupports(static_cast<SimdLevel>(l))) continue;
+    if (!s.empty()) s += ", ";
+    s += simdLevelName(static_cast<SimdLevel>(l));
   }
-};
-
-struct ProdOp {
-  template <typename T>
-  static T apply(T a, T b) {
-    if constexpr (std::is_integral_v<T>) return wrapMul(a, b);
-    else return a * b;
-  }
-};
-
-struct MinOp {
-  template <typename T>
-  static T apply(T a, T b) {
-    T r = b < a ? b : a;  // a when a is NaN (the comparison is false)
-    if constexpr (std::is_floating_point_v<T>) r = b != b ? b : r;
-    return r;
-  }
-};
-
-struct MaxOp {
-  template <typename T>
-  static T apply(T a, T b) {
-    T r = a < b ? b : a;  // a when a is NaN
-    if constexpr (std::is_floating_point_v<T>) r = b != b ? b : r;
-    return r;
-  }
-};
-
-template <typename Op, typename T>
-void combine(T* __restrict dst, const T* __restrict src, size_t count) {
-  for (size_t i = 0; i < count; ++i) dst[i] = Op::apply(dst[i], src[i]);
+  return s;
 }
 
-// Half types: widen both operands to float32, apply, round back (once per call).
-struct Fp16 {
-  static float load(uint16_t h) { return halfToFloat(h); }
-  static uint16_t store(float f) { return floatToHalf(f); }
-};
-struct Bf16 {
-  static float load(uint16_t h) { return bf16ToFloat(h); }
-  static uint16_t store(float f) { return floatToBf16(f); }
-};
-
-template <typename Op, typename H>
-void combineHalf(uint16_t* __restrict dst, const uint16_t* __restrict src, size_t count) {
-  for (size_t i = 0; i < count; ++i) {
-    dst[i] = H::store(Op::apply(H::load(dst[i]), H::load(src[i])));
-  }
+Error unsupported(SimdLevel level, const char* where) {
+  return Error(ErrorCode::kInvalidArgument,
+               strcat(where, ": SIMD level ", simdLevelName(level), " cannot run on this CPU",
+                      " (it supports: ", supportedList(), "); choose one of those, or unset",
+                      " NODECCL_SIMD to pick the best automatically"));
 }
 
-// Calls fn with the operator type for `op`, so each caller instantiates one kernel per op.
-template <typename Fn>
-void byOp(ReduceOp op, Fn&& fn) {
-  switch (op) {
-    case ReduceOp::kSum:
-    case ReduceOp::kAvg: fn(SumOp{}); return;  // avg = sum now, divideInPlace later
-    case ReduceOp::kProd: fn(ProdOp{}); return;
-    case ReduceOp::kMin: fn(MinOp{}); return;
-    case ReduceOp::kMax: fn(MaxOp{}); return;
+// The best supported level, or the one NODECCL_SIMD names.
+SimdLevel levelFromEnvironment() {
+  SimdLevel best = SimdLevel::kScalar;
+  for (int l = kNumSimdLevels - 1; l > 0; --l) {
+    if (cpuSupports(static_cast<SimdLevel>(l))) {
+      best = static_cast<SimdLevel>(l);
+      break;
+    }
+  }
+  const char* env = std::getenv("NODECCL_SIMD");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "auto") == 0) return best;
+  for (int l = 0; l < kNumSimdLevels; ++l) {
+    if (std::strcmp(env, simdLevelName(static_cast<SimdLevel>(l))) == 0) {
+      if (!cpuSupports(static_cast<SimdLevel>(l))) {
+        throw unsupported(static_cast<SimdLevel>(l), "NODECCL_SIMD");
+      }
+      return static_cast<SimdLevel>(l);
+    }
   }
   throw Error(ErrorCode::kInvalidArgument,
-              strcat("reduceInto: reduce op ", static_cast<int>(op),
-                     " is not a known op; pass one of 0..", kNumReduceOps - 1,
-                     " (sum, prod, min, max, avg)"));
+              strcat("NODECCL_SIMD='", env, "' is not one of auto, scalar, avx2, avx512; this",
+                     " CPU supports: ", supportedList()));
 }
 
-template <typename T>
-void reduceTyped(void* dst, const void* src, size_t count, ReduceOp op) {
-  byOp(op, [&](auto o) {
-    combine<decltype(o)>(static_cast<T*>(dst), static_cast<const T*>(src), count);
-  });
+void install(SimdLevel level, const char* why) {
+  gTable.store(&tableOf(level), std::memory_order_release);
+  gLevel.store(static_cast<int>(level), std::memory_order_release);
+  NODECCL_INFO("reduce", -1, 0, "SIMD kernels: ", simdLevelName(level), " (", why,
+               "; this CPU supports: ", supportedList(), ")");
 }
 
-template <typename H>
-void reduceHalf(void* dst, const void* src, size_t count, ReduceOp op) {
-  byOp(op, [&](auto o) {
-    combineHalf<decltype(o), H>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src),
-                                count);
-  });
+// The active table, choosing it on the first call. A bad NODECCL_SIMD throws on every call
+// (nothing is installed), so each collective reports it rather than the first one only.
+const KernelTable& kernels() {
+  const KernelTable* t = gTable.load(std::memory_order_acquire);
+  if (t != nullptr) return *t;
+  std::lock_guard<std::mutex> lock(gChooseMutex);
+  t = gTable.load(std::memory_order_acquire);
+  if (t != nullptr) return *t;
+  const char* env = std::getenv("NODECCL_SIMD");
+  SimdLevel level = levelFromEnvironment();
+  install(level, env != nullptr && *env != '\0' ? "from NODECCL_SIMD" : "best for this CPU");
+  return *gTable.load(std::memory_order_acquire);
 }
 
 Error unknownDtype(const char* fn, DataType dtype) {
@@ -133,69 +125,15 @@ Error unknownDtype(const char* fn, DataType dtype) {
                       " of 0..", kNumDataTypes - 1, " (float32 .. bfloat16, see common/dtype.h)"));
 }
 
-// data[i] /= divisor. Floats divide (not multiply by 1/divisor) so the result is correctly
-// rounded; integers truncate toward zero, computed in `int` or wider so no narrow type wraps.
-template <typename T>
-void divideTyped(T* __restrict data, size_t count, int divisor) {
-  if constexpr (std::is_floating_point_v<T>) {
-    const T d = static_cast<T>(divisor);
-    for (size_t i = 0; i < count; ++i) data[i] = data[i] / d;
-  } else {
-    for (size_t i = 0; i < count; ++i) data[i] = static_cast<T>(data[i] / divisor);
+void checkDtypeOp(const char* fn, DataType dtype, ReduceOp op) {
+  if (static_cast<unsigned>(dtype) >= static_cast<unsigned>(kNumDataTypes)) {
+    throw unknownDtype(fn, dtype);
   }
-}
-
-template <typename H>
-void divideHalf(uint16_t* __restrict data, size_t count, int divisor) {
-  const float d = static_cast<float>(divisor);
-  for (size_t i = 0; i < count; ++i) data[i] = H::store(H::load(data[i]) / d);
-}
-
-}  // namespace
-
-void reduceInto(void* dst, const void* src, size_t count, DataType dtype, ReduceOp op) {
-  switch (dtype) {
-    case DataType::kFloat32: return reduceTyped<float>(dst, src, count, op);
-    case DataType::kFloat64: return reduceTyped<double>(dst, src, count, op);
-    case DataType::kInt32: return reduceTyped<int32_t>(dst, src, count, op);
-    case DataType::kInt8: return reduceTyped<int8_t>(dst, src, count, op);
-    case DataType::kUint8: return reduceTyped<uint8_t>(dst, src, count, op);
-    case DataType::kFloat16: return reduceHalf<Fp16>(dst, src, count, op);
-    case DataType::kBFloat16: return reduceHalf<Bf16>(dst, src, count, op);
-  }
-  throw unknownDtype("reduceInto", dtype);
-}
-
-void divideInPlace(void* data, size_t count, DataType dtype, int divisor) {
-  if (divisor <= 0) {
+  if (static_cast<unsigned>(op) >= static_cast<unsigned>(kNumReduceOps)) {
     throw Error(ErrorCode::kInvalidArgument,
-                strcat("divideInPlace: divisor ", divisor, " must be positive (it is the",
-                       " number of ranks averaged)"));
+                strcat(fn, ": reduce op ", static_cast<int>(op), " is not a known op; pass one",
+                       " of 0..", kNumReduceOps - 1, " (sum, prod, min, max, avg)"));
   }
-  switch (dtype) {
-    case DataType::kFloat32: return divideTyped(static_cast<float*>(data), count, divisor);
-    case DataType::kFloat64: return divideTyped(static_cast<double*>(data), count, divisor);
-    case DataType::kInt32: return divideTyped(static_cast<int32_t*>(data), count, divisor);
-    case DataType::kInt8: return divideTyped(static_cast<int8_t*>(data), count, divisor);
-    case DataType::kUint8: return divideTyped(static_cast<uint8_t*>(data), count, divisor);
-    case DataType::kFloat16:
-      return divideHalf<Fp16>(static_cast<uint16_t*>(data), count, divisor);
-    case DataType::kBFloat16:
-      return divideHalf<Bf16>(static_cast<uint16_t*>(data), count, divisor);
-  }
-  throw unknownDtype("divideInPlace", dtype);
-}
-
-namespace {
-
-template <typename H>
-void widen(const uint16_t* __restrict src, float* __restrict dst, size_t count) {
-  for (size_t i = 0; i < count; ++i) dst[i] = H::load(src[i]);
-}
-
-template <typename H>
-void narrow(const float* __restrict src, uint16_t* __restrict dst, size_t count) {
-  for (size_t i = 0; i < count; ++i) dst[i] = H::store(src[i]);
 }
 
 Error notHalf(const char* fn, DataType dtype) {
@@ -204,20 +142,84 @@ Error notHalf(const char* fn, DataType dtype) {
                       ") is not a half type; pass float16 or bfloat16"));
 }
 
+int halfIndex(const char* fn, DataType dtype) {
+  if (dtype == DataType::kFloat16) return 0;
+  if (dtype == DataType::kBFloat16) return 1;
+  throw notHalf(fn, dtype);
+}
+
+bool overlaps(const void* p, const void* q, size_t bytes) {
+  auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(q);
+  return a < b + bytes && b < a + bytes;
+}
+
 }  // namespace
 
+const char* simdLevelName(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kScalar: return "scalar";
+    case SimdLevel::kAvx2: return "avx2";
+    case SimdLevel::kAvx512: return "avx512";
+  }
+  return "unknown";
+}
+
+bool simdLevelSupported(SimdLevel level) { return cpuSupports(level); }
+
+SimdLevel activeSimdLevel() {
+  kernels();
+  return static_cast<SimdLevel>(gLevel.load(std::memory_order_acquire));
+}
+
+void setSimdLevel(SimdLevel level) {
+  if (!cpuSupports(level)) throw unsupported(level, "setSimdLevel");
+  std::lock_guard<std::mutex> lock(gChooseMutex);
+  install(level, "set by setSimdLevel");
+}
+
+void reduceInto(void* dst, const void* src, size_t count, DataType dtype, ReduceOp op) {
+  checkDtypeOp("reduceInto", dtype, op);
+  if (count == 0) return;
+  kernels().into[static_cast<int>(dtype)][static_cast<int>(op)](dst, src, count);
+}
+
+void reduceTo(void* dst, const void* a, const void* b, size_t count, DataType dtype,
+              ReduceOp op) {
+  checkDtypeOp("reduceTo", dtype, op);
+  if (count == 0) return;
+  const size_t bytes = count * dtypeSize(dtype);
+  if (dst == a) return kernels().into[static_cast<int>(dtype)][static_cast<int>(op)](dst, b, count);
+  if (overlaps(dst, a, bytes) || overlaps(dst, b, bytes)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat("reduceTo: dst ", dst, " overlaps a ", a, " or b ", b, " over ", bytes,
+                       " bytes; dst must be a itself or a separate buffer"));
+  }
+  kernels().to[static_cast<int>(dtype)][static_cast<int>(op)](dst, a, b, count);
+}
+
+void divideInPlace(void* data, size_t count, DataType dtype, int divisor) {
+  if (divisor <= 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat("divideInPlace: divisor ", divisor, " must be positive (it is the",
+                       " number of ranks averaged)"));
+  }
+  if (static_cast<unsigned>(dtype) >= static_cast<unsigned>(kNumDataTypes)) {
+    throw unknownDtype("divideInPlace", dtype);
+  }
+  if (count == 0) return;
+  kernels().divide[static_cast<int>(dtype)](data, count, divisor);
+}
+
 void toFloat32(const void* src, float* dst, size_t count, DataType halfType) {
-  auto* s = static_cast<const uint16_t*>(src);
-  if (halfType == DataType::kFloat16) return widen<Fp16>(s, dst, count);
-  if (halfType == DataType::kBFloat16) return widen<Bf16>(s, dst, count);
-  throw notHalf("toFloat32", halfType);
+  const int h = halfIndex("toFloat32", halfType);
+  if (count == 0) return;
+  kernels().widen[h](static_cast<const uint16_t*>(src), dst, count);
 }
 
 void fromFloat32(const float* src, void* dst, size_t count, DataType halfType) {
-  auto* d = static_cast<uint16_t*>(dst);
-  if (halfType == DataType::kFloat16) return narrow<Fp16>(src, d, count);
-  if (halfType == DataType::kBFloat16) return narrow<Bf16>(src, d, count);
-  throw notHalf("fromFloat32", halfType);
+  const int h = halfIndex("fromFloat32", halfType);
+  if (count == 0) return;
+  kernels().narrow[h](src, static_cast<uint16_t*>(dst), count);
 }
 
 }  // namespace nodeccl

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/auth.h"
+
 namespace nodeccl {
 
 using Millis = std::chrono::milliseconds;
@@ -58,7 +60,9 @@ class TcpStoreServer {
  public:
   // Binds host:port (port 0 picks a free one). Throws kIo naming the address when the port is
   // taken, with the hint to choose another MASTER_PORT.
-  TcpStoreServer(const std::string& host, int port);
+  // `token`: the job token clients must prove (auth.h); "" accepts clients without one.
+  TcpStoreServer(const std::string& host, int port,
+                 const std::string& token = auth::tokenFromEnv());
   ~TcpStoreServer();
   TcpStoreServer(const TcpStoreServer&) = delete;
   TcpStoreServer& operator=(const TcpStoreServer&) = delete;
@@ -76,8 +80,10 @@ class TcpStoreClient : public Store {
  public:
   // Connects, retrying until `connectTimeout` (the server may start later than the client).
   // `ioTimeout` bounds every request that is not itself a wait.
+  // Authenticates with `token` (auth.h) before the first request; kIo when refused.
   TcpStoreClient(const std::string& host, int port, Millis connectTimeout,
-                 Millis ioTimeout = Millis(30000));
+                 Millis ioTimeout = Millis(30000),
+                 const std::string& token = auth::tokenFromEnv());
   ~TcpStoreClient() override;
 
   void set(const std::string& key, const std::string& value) override;

@@ -44,6 +44,7 @@ struct TcpStoreClient::Impl {
   int port = 0;
   Millis connectTimeout;
   Millis ioTimeout;
+  std::string token;  // the job token (auth.h), kept for clone()
   net::Fd fd;
   std::atomic<bool> closed{false};
 
@@ -153,8 +154,9 @@ bool TcpStoreClient::Impl::takeFrame(uint32_t id, Answer* out) {
 // ---- public API -------------------------------------------------------------------------
 
 TcpStoreClient::TcpStoreClient(const std::string& host, int port, Millis connectTimeout,
-                               Millis ioTimeout)
+                               Millis ioTimeout, const std::string& token)
     : impl_(new Impl) {
+  impl_->token = token;
   impl_->host = host;
   impl_->port = port;
   impl_->connectTimeout = connectTimeout;
@@ -163,6 +165,9 @@ TcpStoreClient::TcpStoreClient(const std::string& host, int port, Millis connect
                               "check MASTER_ADDR and MASTER_PORT, and that the store server "
                               "(usually rank 0) is running");
   net::setNoDelay(impl_->fd.get());
+  auth::clientHandshake(impl_->fd.get(), token,
+                        net::deadlineAfter(std::max(connectTimeout, Millis(5000))),
+                        "nodeccl store client", strcat("the store at ", impl_->where()));
   NODECCL_TRACE("store", -1, 0, "store client connected to ", impl_->where());
 }
 
@@ -177,7 +182,7 @@ void TcpStoreClient::close() {
 
 std::shared_ptr<Store> TcpStoreClient::clone() {
   return std::make_shared<TcpStoreClient>(impl_->host, impl_->port, impl_->connectTimeout,
-                                          impl_->ioTimeout);
+                                          impl_->ioTimeout, impl_->token);
 }
 
 std::string TcpStoreClient::localHost() const { return net::localHost(impl_->fd.get()); }

@@ -39,13 +39,21 @@ struct Conn {
   uint32_t parkedId = 0;
   std::vector<std::string> parkedKeys;
   net::Deadline parkedDeadline;
+  // Authentication (common/auth.h): no request is read before the client proved the token.
+  bool authed = false;
+  auth::ServerState authState;
+  net::Deadline authBy;  // a client still silent then is dropped (slow or not nodeccl)
 };
+
+// How long a new connection may take to answer the authentication challenge.
+constexpr std::chrono::milliseconds kAuthTimeout(10000);
 
 }  // namespace
 
 struct TcpStoreServer::Impl {
   std::string host;
   int port = 0;
+  std::string token;  // the job token clients must prove; "" for none
   net::Fd listenFd;
   net::Fd wakeFd;  // eventfd written by stop()
   std::thread thread;
@@ -62,6 +70,7 @@ struct TcpStoreServer::Impl {
   void writeConn(Conn& c);
   bool progress();
   bool processFrames(Conn& c);
+  bool authenticate(Conn& c);
   bool dispatch(Conn& c, uint32_t id, uint8_t cmd, Reader& r);
   bool park(Conn& c, uint32_t id, uint8_t cmd, Reader& r);
   bool handleAdd(Conn& c, uint32_t id, Reader& r);
@@ -70,7 +79,9 @@ struct TcpStoreServer::Impl {
   std::string doAdd(const std::string& key, int64_t delta, bool* ok);
 };
 
-TcpStoreServer::TcpStoreServer(const std::string& host, int port) : impl_(new Impl) {
+TcpStoreServer::TcpStoreServer(const std::string& host, int port, const std::string& token)
+    : impl_(new Impl) {
+  impl_->token = token;
   if (port < 0 || port > 65535) {
     throw Error(ErrorCode::kInvalidArgument,
                 strcat("nodeccl store: port ", port, " is out of range; use 0..65535"));
@@ -85,7 +96,14 @@ TcpStoreServer::TcpStoreServer(const std::string& host, int port) : impl_(new Im
                                        net::errnoText(errno), "; too many open files?"));
   }
   NODECCL_INFO("store", -1, 0, "store server listening on ",
-               net::joinHostPort(host.empty() ? "*" : host, impl_->port));
+               net::joinHostPort(host.empty() ? "*" : host, impl_->port),
+               token.empty() ? " without a job token" : " with a job token");
+  const bool loopback = host == "127.0.0.1" || host == "::1" || host == "localhost";
+  if (token.empty() && !loopback) {
+    NODECCL_WARN("store", -1, 0, "the store listens on '", host.empty() ? "*" : host,
+                 "' (not loopback) without a job token: any process that reaches this port "
+                 "can read and write the job's keys; set NODECCL_TOKEN (nodeccl-run does)");
+  }
   impl_->thread = std::thread([this] { impl_->loop(); });
 }
 
@@ -149,8 +167,8 @@ void TcpStoreServer::Impl::loop() {
 int TcpStoreServer::Impl::pollTimeoutMs() const {
   int best = -1;
   for (auto& c : conns) {
-    if (!c->parked) continue;
-    int ms = net::msUntil(c->parkedDeadline);
+    if (!c->parked && c->authed) continue;
+    int ms = net::msUntil(c->authed ? c->parkedDeadline : c->authBy);
     if (best < 0 || ms < best) best = ms;
   }
   return best;
@@ -172,6 +190,8 @@ void TcpStoreServer::Impl::acceptAll() {
     auto c = std::make_unique<Conn>();
     c->fd.reset(fd);
     net::setNoDelay(fd);
+    c->out = auth::challenge(token, &c->authState);
+    c->authBy = net::deadlineAfter(kAuthTimeout);
     NODECCL_TRACE("store", -1, 0, "store server: new client connection");
     conns.push_back(std::move(c));
   }
@@ -183,6 +203,13 @@ void TcpStoreServer::Impl::readConn(Conn& c) {
     ssize_t k = ::recv(c.fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
     if (k > 0) {
       c.in.append(buf, static_cast<size_t>(k));
+      // Before authenticating a client has nothing to send beyond its answer: cap the buffer.
+      if (!c.authed && c.in.size() > 4 * auth::kResponseBytes) {
+        NODECCL_WARN("store", -1, 0, "store server: dropped a client that sent ", c.in.size(),
+                     " bytes before authenticating (not a nodeccl client?)");
+        c.dead = true;
+        return;
+      }
       continue;
     }
     if (k < 0 && errno == EINTR) continue;
@@ -219,6 +246,10 @@ bool TcpStoreServer::Impl::progress() {
     // The server thread must survive anything one request does (e.g. running out of memory
     // for a huge value): that client is dropped, the others are served on.
     try {
+      if (!c->authed) {
+        if (!authenticate(*c)) continue;
+        any = true;
+      }
       if (c->parked) any |= answerParked(*c);
       if (!c->parked) any |= processFrames(*c);
     } catch (const std::exception& e) {
@@ -257,6 +288,32 @@ bool TcpStoreServer::Impl::processFrames(Conn& c) {
     c.inOff = 0;
   }
   return any;
+}
+
+// Checks the client's answer to the challenge once it has arrived; true when the client is
+// now authenticated. A refused or too slow client gets the verdict and is dropped, logged.
+bool TcpStoreServer::Impl::authenticate(Conn& c) {
+  if (c.in.size() < auth::kResponseBytes) {
+    if (net::Clock::now() < c.authBy) return false;
+    NODECCL_WARN("store", -1, 0, "store server: dropped a client that did not authenticate "
+                 "within ", kAuthTimeout.count(), " ms");
+    c.dead = true;
+    return false;
+  }
+  bool ok = false;
+  std::string why;
+  c.out += auth::verdict(token, c.authState,
+                         reinterpret_cast<const unsigned char*>(c.in.data()), &ok, &why);
+  c.in.erase(0, auth::kResponseBytes);
+  if (!ok) {
+    NODECCL_WARN("store", -1, 0, "store server: refused a client: ", why,
+                 "; every process of the job needs the same NODECCL_TOKEN");
+    writeConn(c);
+    c.dead = true;
+    return false;
+  }
+  c.authed = true;
+  return true;
 }
 
 static void reply(Conn& c, Writer&& w) { c.out += w.take(); }

@@ -522,3 +522,270 @@ NODECCL_TEST(optim_rejects_bad_tensor_lists) {
   sgd.momentum = 0.9;
   EXPECT_THROWS_CODE(sgdStep(sgd, l, nullptr), code, "momentumBuffers is required");
 }
+
+// ---- Lion, LAMB, dispatch levels, clipping, NaN checks, threads, 8-bit Adam -------------------
+
+#include "optim/simd.h"
+
+NODECCL_TEST(optim_lion_matches_reference) {
+  for (double wd : {0.0, 0.1}) {
+    LionOptions o;
+    o.lr = 1e-3, o.weightDecay = wd;
+    auto fused = [&](const ParamList& l, float* const* const* st) { lionStep(o, l, st[0]); };
+    auto ref = [&](std::vector<double>& p, const std::vector<double>& g,
+                   reference::LionState& s) { reference::lionStep(o, p, g, s); };
+    EXPECT_TRUE(compareWithReference<reference::LionState>(fused, ref, kSteps, 1.0f) <=
+                kTolerance);
+  }
+}
+
+NODECCL_TEST(optim_lamb_matches_reference) {
+  for (double wd : {0.0, 0.01}) {
+    for (bool bc : {true, false}) {
+      LambOptions o;
+      o.lr = 1e-3, o.weightDecay = wd, o.biasCorrection = bc;
+      auto fused = [&](const ParamList& l, float* const* const* st) {
+        lambStep(o, l, st[0], st[1]);
+      };
+      auto ref = [&](std::vector<double>& p, const std::vector<double>& g,
+                     reference::LambState& s) { reference::lambStep(o, p, g, s); };
+      EXPECT_TRUE(compareWithReference<reference::LambState>(fused, ref, kSteps, 1.0f) <=
+                  kTolerance);
+    }
+  }
+}
+
+NODECCL_TEST(optim_lion_by_hand) {
+  // p = 1, g = 0.5, m = 0, lr 0.1, betas (0.9, 0.99), wd 0.5:
+  //   c = 0.1 * 0.5 = 0.05 > 0, p = 1 * (1 - 0.05) - 0.1 = 0.85, m = 0.01 * 0.5 = 0.005.
+  // A gradient of 0 with m = 0 gives c = 0, sign 0: p only decays (2 * 0.95 = 1.9).
+  LionOptions o;
+  o.lr = 0.1, o.beta1 = 0.9, o.beta2 = 0.99, o.weightDecay = 0.5;
+  One t({1.0f, 2.0f});
+  ParamList l = t.list({0.5f, 0.0f});
+  lionStep(o, l, &t.b0);
+  EXPECT_NEAR(t.p[0], 0.85, 1e-7);
+  EXPECT_NEAR(t.p[1], 1.9, 1e-7);
+  EXPECT_NEAR(t.s0[0], 0.005, 1e-9);
+  EXPECT_EQ(t.step, 1.0);
+}
+
+NODECCL_TEST(optim_lamb_by_hand) {
+  // One element, first step, lr 0.1, no decay: m^ = g, v^ = g^2, u = g / (|g| + eps) ~ 1 for
+  // g = 2; ||p|| = 3, ||u|| ~ 1, so r = 3 and p = 3 - 0.1 * 3 * 1 = 2.7.
+  LambOptions o;
+  o.lr = 0.1, o.eps = 0;
+  One t({3.0f});
+  ParamList l = t.list({2.0f});
+  lambStep(o, l, &t.b0, &t.b1);
+  EXPECT_NEAR(t.p[0], 2.7, 1e-6);
+}
+
+namespace {
+
+// Every optimizer once over the same tensors; returns all parameter bits.
+std::vector<uint32_t> runEveryOptimizer(const StepControl& c, size_t n) {
+  std::mt19937 rng(99);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> p(n), g(n), s0(n, 0.0f), s1(n, 0.0f), s2(n, 0.0f);
+  for (size_t i = 0; i < n; ++i) p[i] = normal(rng), g[i] = normal(rng);
+  float* pp = p.data();
+  const float* gp = g.data();
+  float *b0 = s0.data(), *b1 = s1.data(), *b2 = s2.data();
+  double step = 0;
+  ParamList l{1, &pp, &gp, &n, &step};
+  std::vector<uint32_t> bits;
+  for (int round = 0; round < 2; ++round) {
+    SgdOptions sgd;
+    sgd.momentum = 0.9, sgd.weightDecay = 0.01, sgd.nesterov = true;
+    sgdStep(sgd, l, &b0, c);
+    RmspropOptions rms;
+    rms.centered = true, rms.momentum = 0.5;
+    rmspropStep(rms, l, &b0, &b1, &b2, c);
+    AdamOptions adam = adamwDefaults();
+    adam.amsgrad = true;
+    adamStep(adam, l, &b0, &b1, &b2, c);
+    AdamOptions adamL2;
+    adamL2.weightDecay = 0.1;
+    adamStep(adamL2, l, &b0, &b1, nullptr, c);
+    lionStep(LionOptions(), l, &b0, c);
+    lambStep(LambOptions(), l, &b0, &b1, c);
+  }
+  for (float x : p) bits.push_back(bitsOf(x));
+  return bits;
+}
+
+}  // namespace
+
+NODECCL_TEST(optim_isa_levels_give_identical_bits) {
+  // The baseline, AVX2 and AVX-512 copies of every kernel (those this CPU has) must agree bit
+  // for bit, including the scalar tails (n = 1037 is odd and not a multiple of any width).
+  using simd::Isa;
+  StepControl c;
+  c.maxGradNorm = 10;
+  simd::setIsaForTesting(true, Isa::kBaseline);
+  std::vector<uint32_t> base = runEveryOptimizer(c, 1037);
+  for (Isa level : {Isa::kAvx2, Isa::kAvx512}) {
+    if (static_cast<int>(level) > static_cast<int>(simd::detectedIsa())) continue;
+    simd::setIsaForTesting(true, level);
+    EXPECT_TRUE(runEveryOptimizer(c, 1037) == base);
+  }
+  simd::setIsaForTesting(false, Isa::kBaseline);
+}
+
+NODECCL_TEST(optim_threads_give_identical_bits) {
+  StepControl one, two;
+  two.threads = 2;
+  size_t n = (1 << 20) + 12345;  // above the 1 Mi threshold, chunks plus a ragged end
+  EXPECT_TRUE(runEveryOptimizer(one, n) == runEveryOptimizer(two, n));
+}
+
+NODECCL_TEST(optim_clip_by_global_norm) {
+  // Two tensors with gradients 3 and 4: global norm 5; clipping to 1 scales them by
+  // 1 / (5 + 1e-6), so plain SGD with lr 1 from p = 0 gives -0.6 and -0.8.
+  std::vector<float> p0 = {0.0f}, p1 = {0.0f}, g0 = {3.0f}, g1 = {4.0f};
+  float* ps[2] = {p0.data(), p1.data()};
+  const float* gs[2] = {g0.data(), g1.data()};
+  size_t sizes[2] = {1, 1};
+  double steps[2] = {0, 0};
+  ParamList l{2, ps, gs, sizes, steps};
+  SgdOptions o;
+  o.lr = 1;
+  StepControl c;
+  c.maxGradNorm = 1;
+  StepReport r = sgdStep(o, l, nullptr, c);
+  EXPECT_NEAR(r.gradNorm, 5.0, 1e-12);
+  EXPECT_NEAR(r.clipScale, 1.0 / (5.0 + 1e-6), 1e-12);
+  EXPECT_NEAR(p0[0], -0.6, 1e-6);
+  EXPECT_NEAR(p1[0], -0.8, 1e-6);
+
+  // A norm below the limit leaves gradients alone (scale exactly 1).
+  c.maxGradNorm = 100;
+  r = sgdStep(o, l, nullptr, c);
+  EXPECT_EQ(r.clipScale, 1.0);
+  EXPECT_NEAR(p1[0], -4.8, 1e-6);
+}
+
+NODECCL_TEST(optim_skip_non_finite_reports_the_parameter) {
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    std::vector<float> p0(5, 1.0f), p1(7, 1.0f), g0(5, 0.5f), g1(7, 0.5f), m0(5), m1(7), v0(5),
+        v1(7);
+    g1[3] = bad;
+    float* ps[2] = {p0.data(), p1.data()};
+    const float* gs[2] = {g0.data(), g1.data()};
+    float* ms[2] = {m0.data(), m1.data()};
+    float* vs[2] = {v0.data(), v1.data()};
+    size_t sizes[2] = {5, 7};
+    double steps[2] = {4, 4};
+    ParamList l{2, ps, gs, sizes, steps};
+    StepControl c;
+    c.skipNonFinite = true;
+    StepReport r = adamStep(AdamOptions(), l, ms, vs, nullptr, c);
+    EXPECT_TRUE(r.skipped);
+    EXPECT_EQ(r.nonFiniteParam, 1);
+    EXPECT_EQ(r.nonFiniteIndex, 3);
+    EXPECT_EQ(steps[0], 4.0);
+    EXPECT_EQ(p0[0], 1.0f);
+    EXPECT_EQ(p1[6], 1.0f);
+    EXPECT_EQ(m0[0], 0.0f);
+
+    // Without skipping, the step runs and the report still names the parameter.
+    c.skipNonFinite = false;
+    c.maxGradNorm = 1;
+    r = adamStep(AdamOptions(), l, ms, vs, nullptr, c);
+    EXPECT_TRUE(!r.skipped);
+    EXPECT_EQ(r.nonFiniteParam, 1);
+    EXPECT_EQ(steps[0], 5.0);
+  }
+}
+
+namespace {
+
+struct State8 {
+  std::vector<uint8_t> mc, vc;
+  std::vector<float> ma, va;
+  explicit State8(size_t n)
+      : mc(n), vc(n), ma(adam8bitBlocks(n)), va(adam8bitBlocks(n)) {}
+};
+
+}  // namespace
+
+NODECCL_TEST(optim_adam8bit_first_step_by_hand) {
+  // First step from zero state: m = 0.1 g, v = 0.001 g^2, bias-corrected m^ = g and v^ = g^2,
+  // so every element moves by lr * g / (|g| + eps) = lr * sign(g), up to the quantization of
+  // m and v (|g| within a factor 10 of the block maximum: m to ~0.7%, v to ~1.5%).
+  size_t n = 5000;  // two full blocks and a partial one
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(0.1f, 1.0f);
+  std::vector<float> p(n, 0.0f), g(n);
+  for (size_t i = 0; i < n; ++i) g[i] = (i % 3 ? 1 : -1) * u(rng);
+  State8 s(n);
+  float* pp = p.data();
+  const float* gp = g.data();
+  double step = 0;
+  ParamList l{1, &pp, &gp, &n, &step};
+  uint8_t* mc = s.mc.data();
+  uint8_t* vc = s.vc.data();
+  float* ma = s.ma.data();
+  float* va = s.va.data();
+  AdamOptions o;
+  o.lr = 0.01;
+  adam8bitStep(o, l, Adam8bitState{&mc, &ma, &vc, &va});
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double want = -0.01 * (g[i] > 0 ? 1 : -1);
+    worst = std::max(worst, std::fabs(p[i] - want) / 0.01);
+  }
+  EXPECT_TRUE(worst < 0.03);
+  EXPECT_EQ(step, 1.0);
+  // The first block's scale is its largest |m| = 0.1 max |g|.
+  float maxM = 0;
+  for (size_t i = 0; i < 2048; ++i) maxM = std::max(maxM, std::fabs(0.1f * g[i]));
+  EXPECT_NEAR(s.ma[0], maxM, 1e-7);
+}
+
+NODECCL_TEST(optim_adam8bit_tracks_32bit_adam) {
+  // Minimizing sum (p - target)^2 / 2 for 200 steps: the 8-bit run ends within a few percent of
+  // the 32-bit one (quantization noise, not a different algorithm), and both near the target.
+  size_t n = 6000;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> target(n), p32(n, 0.0f), p8(n, 0.0f), g(n), m(n, 0.0f), v(n, 0.0f);
+  for (float& x : target) x = normal(rng);
+  State8 s(n);
+  double step32 = 0, step8 = 0;
+  AdamOptions o = adamwDefaults();
+  o.lr = 0.05;
+  for (int it = 0; it < 200; ++it) {
+    for (int which = 0; which < 2; ++which) {
+      std::vector<float>& p = which ? p8 : p32;
+      for (size_t i = 0; i < n; ++i) g[i] = p[i] - target[i];
+      float* pp = p.data();
+      const float* gp = g.data();
+      if (which == 0) {
+        float *mp = m.data(), *vp = v.data();
+        adamStep(o, ParamList{1, &pp, &gp, &n, &step32}, &mp, &vp, nullptr);
+      } else {
+        uint8_t *mc = s.mc.data(), *vc = s.vc.data();
+        float *ma = s.ma.data(), *va = s.va.data();
+        adam8bitStep(o, ParamList{1, &pp, &gp, &n, &step8}, Adam8bitState{&mc, &ma, &vc, &va});
+      }
+    }
+  }
+  double err32 = 0, err8 = 0, diff = 0;
+  for (size_t i = 0; i < n; ++i) {
+    err32 += std::pow(p32[i] - target[i], 2);
+    err8 += std::pow(p8[i] - target[i], 2);
+    diff += std::pow(p8[i] - p32[i], 2);
+  }
+  EXPECT_TRUE(std::sqrt(err8 / n) < 0.1);
+  EXPECT_TRUE(std::sqrt(err32 / n) < 0.1);
+  EXPECT_TRUE(std::sqrt(diff / n) < 0.1);
+}
+
+NODECCL_TEST(optim_adam8bit_rejects_amsgrad) {
+  AdamOptions o;
+  o.amsgrad = true;
+  EXPECT_THROWS_CODE(adam8bitStep(o, ParamList{}, Adam8bitState{}), ErrorCode::kInvalidArgument,
+                     "amsgrad");
+}

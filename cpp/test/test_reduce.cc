@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Tests the reduction kernels (reduce/reduce.h) against a scalar reference computed in double
-// or int64 for every dtype x op, plus NaN propagation, integer wraparound and half rounding.
+// or int64 for every dtype x op, plus NaN propagation, integer wraparound and half rounding,
+// under every SIMD variant this CPU runs; then checks the variants agree bit for bit.
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <iterator>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -136,44 +139,208 @@ void checkKernel(DataType t, ReduceOp op, size_t count, uint64_t seed) {
   }
 }
 
+// Runs `body` once per SIMD level this CPU supports, forcing it with setSimdLevel, then
+// restores the level that was active (the rest of the test binary uses that one).
+template <typename Fn>
+void forEachSimdLevel(Fn&& body) {
+  const SimdLevel before = activeSimdLevel();
+  for (int l = 0; l < kNumSimdLevels; ++l) {
+    const SimdLevel level = static_cast<SimdLevel>(l);
+    if (!simdLevelSupported(level)) continue;
+    setSimdLevel(level);
+    body(level);
+  }
+  setSimdLevel(before);
+}
+
+// Bits of float `t` with special values mixed in: NaN, +-inf, +-0, subnormals of the type and
+// of float32 (bfloat16's subnormals are float32's), the largest finite values, and values
+// whose sums and products overflow or round to ties.
+void fillSpecial(Bytes& buf, size_t count, DataType t, Rng& rng) {
+  fillRandom(buf, count, t, rng);
+  const double specials[] = {NAN, INFINITY, -INFINITY, 0.0, -0.0, 5.9604644775390625e-8,
+                             -6.0975551605224609e-5, 1e-40, -1.17549435e-38, 65504.0,
+                             3.3895313892515355e38, 2049.0, 0.5, -1.0};
+  for (size_t i = 0; i < count; ++i) {
+    if (rng.next() % 3 == 0) storeF(buf, i, t, specials[rng.next() % std::size(specials)]);
+  }
+}
+
+// NaN bit patterns may differ between variants (the payload an instruction keeps is not
+// specified by the reference); everything else must match bit for bit.
+bool sameBits(const Bytes& x, const Bytes& y, size_t i, DataType t) {
+  if (!isIntType(t) && std::isnan(loadF(x, i, t))) return std::isnan(loadF(y, i, t));
+  const size_t e = dtypeSize(t);
+  return std::memcmp(x.data() + i * e, y.data() + i * e, e) == 0;
+}
+
+// One operation, run under every level; each result must equal the scalar level's.
+template <typename Fn>
+void expectSameAcrossLevels(const char* what, DataType t, size_t count, Fn&& run) {
+  Bytes want;
+  forEachSimdLevel([&](SimdLevel level) {
+    Bytes got = run();
+    if (level == SimdLevel::kScalar) {
+      want = got;
+      return;
+    }
+    for (size_t i = 0; i < count; ++i) {
+      if (!sameBits(got, want, i, t)) {
+        nodeccl_test::fail(strcat(what, " ", dtypeName(t), " element ", i, " of ", count,
+                                  " under ", simdLevelName(level), ": got ", loadAny(got, i, t),
+                                  ", scalar gave ", loadAny(want, i, t)));
+        return;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 // ---- tests --------------------------------------------------------------------------------
 
 NODECCL_TEST(reduce_every_dtype_and_op_matches_reference) {
   // 1003 elements: not a multiple of any vector width, so the remainder loops run too.
-  for (DataType t : kAllTypes) {
-    for (ReduceOp op : kAllOps) checkKernel(t, op, 1003, 0x9e3779b97f4a7c15ull + int(t));
-  }
+  forEachSimdLevel([](SimdLevel) {
+    for (DataType t : kAllTypes) {
+      for (ReduceOp op : kAllOps) checkKernel(t, op, 1003, 0x9e3779b97f4a7c15ull + int(t));
+    }
+  });
 }
 
 NODECCL_TEST(reduce_short_and_empty_counts) {
-  for (DataType t : kAllTypes) {
-    for (ReduceOp op : kAllOps) {
-      for (size_t n : {size_t(0), size_t(1), size_t(3), size_t(17)}) checkKernel(t, op, n, 7 + n);
+  // Every count below two 512-bit vectors of bytes, so each tail length runs in every variant.
+  forEachSimdLevel([](SimdLevel) {
+    for (DataType t : kAllTypes) {
+      for (ReduceOp op : kAllOps) {
+        for (size_t n = 0; n <= 130; n += (n < 34 ? 1 : 32)) checkKernel(t, op, n, 7 + n);
+      }
     }
-  }
+  });
   // count 0 must not touch the (null) pointers.
   reduceInto(nullptr, nullptr, 0, DataType::kFloat32, ReduceOp::kSum);
 }
 
 NODECCL_TEST(reduce_nan_propagates_through_every_op) {
-  for (DataType t : {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16,
-                     DataType::kBFloat16}) {
-    for (ReduceOp op : kAllOps) {
-      // NaN on the left in element 0, on the right in element 1, both in element 2.
-      Bytes a(3 * dtypeSize(t)), b(3 * dtypeSize(t));
-      storeF(a, 0, t, NAN); storeF(b, 0, t, 1.0);
-      storeF(a, 1, t, -2.0); storeF(b, 1, t, NAN);
-      storeF(a, 2, t, NAN); storeF(b, 2, t, NAN);
-      reduceInto(a.data(), b.data(), 3, t, op);
-      for (size_t i = 0; i < 3; ++i) {
-        if (!std::isnan(loadF(a, i, t))) {
-          nodeccl_test::fail(strcat(dtypeName(t), " ", reduceOpName(op), " element ", i,
-                                    " lost its NaN: got ", loadF(a, i, t)));
+  // 3 x 37 elements, so the NaNs land in full vectors and in the tail of every variant:
+  // NaN on the left in element i % 3 == 0, on the right in 1, both in 2.
+  const size_t n = 111;
+  forEachSimdLevel([&](SimdLevel level) {
+    for (DataType t : {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16,
+                       DataType::kBFloat16}) {
+      for (ReduceOp op : kAllOps) {
+        Bytes a(n * dtypeSize(t)), b(n * dtypeSize(t));
+        for (size_t i = 0; i < n; ++i) {
+          storeF(a, i, t, i % 3 == 1 ? -2.0 : NAN);
+          storeF(b, i, t, i % 3 == 0 ? 1.0 : NAN);
+        }
+        Bytes c(a.size());
+        reduceTo(c.data(), a.data(), b.data(), n, t, op);
+        reduceInto(a.data(), b.data(), n, t, op);
+        for (size_t i = 0; i < n; ++i) {
+          if (!std::isnan(loadF(a, i, t)) || !std::isnan(loadF(c, i, t))) {
+            nodeccl_test::fail(strcat(simdLevelName(level), " ", dtypeName(t), " ",
+                                      reduceOpName(op), " element ", i, " lost its NaN: got ",
+                                      loadF(a, i, t), " in place, ", loadF(c, i, t), " fused"));
+            return;
+          }
         }
       }
     }
+  });
+}
+
+NODECCL_TEST(reduce_variants_agree_bitwise_on_special_values) {
+  // reduceInto, reduceTo, divideInPlace and the half conversions on data full of NaN, inf,
+  // signed zeros, subnormals and overflowing values: every variant must match the scalar one.
+  const size_t n = 1031;  // prime: every variant ends on a partial vector
+  for (DataType t : kAllTypes) {
+    Rng rng{0xabcdefull + static_cast<unsigned>(t)};
+    Bytes a, b;
+    if (isIntType(t)) {
+      fillRandom(a, n, t, rng);
+      fillRandom(b, n, t, rng);
+    } else {
+      fillSpecial(a, n, t, rng);
+      fillSpecial(b, n, t, rng);
+    }
+    for (ReduceOp op : kAllOps) {
+      std::string what = strcat("reduceInto ", reduceOpName(op));
+      expectSameAcrossLevels(what.c_str(), t, n, [&] {
+        Bytes out = a;
+        reduceInto(out.data(), b.data(), n, t, op);
+        return out;
+      });
+      what = strcat("reduceTo ", reduceOpName(op));
+      expectSameAcrossLevels(what.c_str(), t, n, [&] {
+        Bytes out(a.size());
+        reduceTo(out.data(), a.data(), b.data(), n, t, op);
+        return out;
+      });
+    }
+    for (int divisor : {1, 3, 7}) {
+      expectSameAcrossLevels("divideInPlace", t, n, [&] {
+        Bytes out = a;
+        divideInPlace(out.data(), n, t, divisor);
+        return out;
+      });
+    }
+  }
+}
+
+NODECCL_TEST(reduce_variants_agree_on_every_half_and_random_floats) {
+  // Widening: all 65536 bit patterns of each half type. Narrowing: 100003 random float32 bit
+  // patterns (all exponents, so subnormal, overflowing and NaN inputs included).
+  for (DataType t : {DataType::kFloat16, DataType::kBFloat16}) {
+    std::vector<uint16_t> halves(65536);
+    for (uint32_t h = 0; h < 65536; ++h) halves[h] = static_cast<uint16_t>(h);
+    expectSameAcrossLevels("toFloat32", DataType::kFloat32, halves.size(), [&] {
+      Bytes out(halves.size() * 4);
+      toFloat32(halves.data(), reinterpret_cast<float*>(out.data()), halves.size(), t);
+      return out;
+    });
+    Rng rng{99u + static_cast<unsigned>(t)};
+    std::vector<float> floats(100003);
+    for (float& f : floats) f = bitsFloat(static_cast<uint32_t>(rng.next()));
+    expectSameAcrossLevels("fromFloat32", t, floats.size(), [&] {
+      Bytes out(floats.size() * 2);
+      fromFloat32(floats.data(), out.data(), floats.size(), t);
+      return out;
+    });
+  }
+}
+
+NODECCL_TEST(reduce_to_accepts_dst_equal_a_and_rejects_overlap) {
+  // dst == a is reduceInto: 1 + 10, 2 + 20, 3 + 30.
+  float a[4] = {1, 2, 3, 0}, b[3] = {10, 20, 30};
+  reduceTo(a, a, b, 3, DataType::kFloat32, ReduceOp::kSum);
+  EXPECT_EQ(a[0], 11.0f);
+  EXPECT_EQ(a[1], 22.0f);
+  EXPECT_EQ(a[2], 33.0f);
+  // dst one element past a still overlaps two of its three elements.
+  EXPECT_THROWS_CODE(reduceTo(a + 1, a, b, 3, DataType::kFloat32, ReduceOp::kSum),
+                     ErrorCode::kInvalidArgument, "overlaps");
+  EXPECT_THROWS_CODE(reduceTo(b, a, b, 3, DataType::kFloat32, ReduceOp::kSum),
+                     ErrorCode::kInvalidArgument, "overlaps");
+}
+
+NODECCL_TEST(reduce_simd_levels_are_named_and_scalar_always_runs) {
+  EXPECT_TRUE(simdLevelSupported(SimdLevel::kScalar));
+  EXPECT_EQ(std::string(simdLevelName(SimdLevel::kScalar)), "scalar");
+  EXPECT_EQ(std::string(simdLevelName(SimdLevel::kAvx2)), "avx2");
+  EXPECT_EQ(std::string(simdLevelName(SimdLevel::kAvx512)), "avx512");
+  // Without NODECCL_SIMD the active level is the best this CPU supports.
+  if (std::getenv("NODECCL_SIMD") == nullptr) {
+    int best = 0;
+    for (int l = 0; l < kNumSimdLevels; ++l) {
+      if (simdLevelSupported(static_cast<SimdLevel>(l))) best = l;
+    }
+    EXPECT_EQ(static_cast<int>(activeSimdLevel()), best);
+  }
+  for (int l = 0; l < kNumSimdLevels; ++l) {
+    if (simdLevelSupported(static_cast<SimdLevel>(l))) continue;
+    EXPECT_THROWS_CODE(setSimdLevel(static_cast<SimdLevel>(l)), ErrorCode::kInvalidArgument,
+                       "cannot run on this CPU");
   }
 }
 
@@ -199,22 +366,24 @@ NODECCL_TEST(reduce_integer_sum_and_prod_wrap_around) {
 }
 
 NODECCL_TEST(reduce_half_rounds_to_nearest_even) {
-  // float16 near 2048 has a spacing of 2: 2048 + 1 = 2049 is a tie between 2048 (even
-  // significand 1024) and 2050 (odd 1025), so it rounds to 2048; 2050 + 1 = 2051 ties between
-  // 2050 and 2052 and rounds to 2052. 65504 + 16 = 65520 ties between 65504 and 65536 (inf
-  // in float16), so it rounds to inf.
-  uint16_t a[3] = {floatToHalf(2048), floatToHalf(2050), floatToHalf(65504)};
-  uint16_t b[3] = {floatToHalf(1), floatToHalf(1), floatToHalf(16)};
-  reduceInto(a, b, 3, DataType::kFloat16, ReduceOp::kSum);
-  EXPECT_EQ(halfToFloat(a[0]), 2048.0f);
-  EXPECT_EQ(halfToFloat(a[1]), 2052.0f);
-  EXPECT_TRUE(std::isinf(halfToFloat(a[2])));
-  // bfloat16 near 256 has a spacing of 2: 256 + 1 -> 256, 258 + 1 -> 260.
-  uint16_t c[2] = {floatToBf16(256), floatToBf16(258)};
-  uint16_t d[2] = {floatToBf16(1), floatToBf16(1)};
-  reduceInto(c, d, 2, DataType::kBFloat16, ReduceOp::kSum);
-  EXPECT_EQ(bf16ToFloat(c[0]), 256.0f);
-  EXPECT_EQ(bf16ToFloat(c[1]), 260.0f);
+  forEachSimdLevel([](SimdLevel) {
+    // float16 near 2048 has a spacing of 2: 2048 + 1 = 2049 is a tie between 2048 (even
+    // significand 1024) and 2050 (odd 1025), so it rounds to 2048; 2050 + 1 = 2051 ties between
+    // 2050 and 2052 and rounds to 2052. 65504 + 16 = 65520 ties between 65504 and 65536 (inf
+    // in float16), so it rounds to inf.
+    uint16_t a[3] = {floatToHalf(2048), floatToHalf(2050), floatToHalf(65504)};
+    uint16_t b[3] = {floatToHalf(1), floatToHalf(1), floatToHalf(16)};
+    reduceInto(a, b, 3, DataType::kFloat16, ReduceOp::kSum);
+    EXPECT_EQ(halfToFloat(a[0]), 2048.0f);
+    EXPECT_EQ(halfToFloat(a[1]), 2052.0f);
+    EXPECT_TRUE(std::isinf(halfToFloat(a[2])));
+    // bfloat16 near 256 has a spacing of 2: 256 + 1 -> 256, 258 + 1 -> 260.
+    uint16_t c[2] = {floatToBf16(256), floatToBf16(258)};
+    uint16_t d[2] = {floatToBf16(1), floatToBf16(1)};
+    reduceInto(c, d, 2, DataType::kBFloat16, ReduceOp::kSum);
+    EXPECT_EQ(bf16ToFloat(c[0]), 256.0f);
+    EXPECT_EQ(bf16ToFloat(c[1]), 260.0f);
+  });
 }
 
 NODECCL_TEST(reduce_half_conversions_match_reference_rounding) {
@@ -247,30 +416,32 @@ NODECCL_TEST(reduce_half_conversions_match_reference_rounding) {
 }
 
 NODECCL_TEST(reduce_divide_truncates_integers_and_rounds_floats) {
-  // Integers truncate toward zero: -7 / 2 = -3, 7 / 2 = 3; uint8 255 / 4 = 63.
-  int32_t i32[2] = {-7, 7};
-  divideInPlace(i32, 2, DataType::kInt32, 2);
-  EXPECT_EQ(i32[0], -3);
-  EXPECT_EQ(i32[1], 3);
-  int8_t i8[2] = {-128, 127};
-  divideInPlace(i8, 2, DataType::kInt8, 3);
-  EXPECT_EQ(int(i8[0]), -42);
-  EXPECT_EQ(int(i8[1]), 42);
-  uint8_t u8 = 255;
-  divideInPlace(&u8, 1, DataType::kUint8, 4);
-  EXPECT_EQ(int(u8), 63);
-  // Floats: 1 / 3 is the correctly rounded quotient, not 1 * (1/3).
-  float f = 1.0f;
-  double d = 1.0;
-  divideInPlace(&f, 1, DataType::kFloat32, 3);
-  divideInPlace(&d, 1, DataType::kFloat64, 3);
-  EXPECT_EQ(f, 1.0f / 3.0f);
-  EXPECT_EQ(d, 1.0 / 3.0);
-  // float16 7 / 3 = 2.3333.. lies between 1194 and 1195 steps of 2^-9 (the spacing in [2, 4)),
-  // at 1194.67: it rounds to 1195 * 2^-9 = 2.333984375.
-  uint16_t h = floatToHalf(7.0f);
-  divideInPlace(&h, 1, DataType::kFloat16, 3);
-  EXPECT_EQ(halfToFloat(h), 2.333984375f);
+  forEachSimdLevel([](SimdLevel) {
+    // Integers truncate toward zero: -7 / 2 = -3, 7 / 2 = 3; uint8 255 / 4 = 63.
+    int32_t i32[2] = {-7, 7};
+    divideInPlace(i32, 2, DataType::kInt32, 2);
+    EXPECT_EQ(i32[0], -3);
+    EXPECT_EQ(i32[1], 3);
+    int8_t i8[2] = {-128, 127};
+    divideInPlace(i8, 2, DataType::kInt8, 3);
+    EXPECT_EQ(int(i8[0]), -42);
+    EXPECT_EQ(int(i8[1]), 42);
+    uint8_t u8 = 255;
+    divideInPlace(&u8, 1, DataType::kUint8, 4);
+    EXPECT_EQ(int(u8), 63);
+    // Floats: 1 / 3 is the correctly rounded quotient, not 1 * (1/3).
+    float f = 1.0f;
+    double d = 1.0;
+    divideInPlace(&f, 1, DataType::kFloat32, 3);
+    divideInPlace(&d, 1, DataType::kFloat64, 3);
+    EXPECT_EQ(f, 1.0f / 3.0f);
+    EXPECT_EQ(d, 1.0 / 3.0);
+    // float16 7 / 3 = 2.3333.. lies between 1194 and 1195 steps of 2^-9 (the spacing in [2, 4)),
+    // at 1194.67: it rounds to 1195 * 2^-9 = 2.333984375.
+    uint16_t h = floatToHalf(7.0f);
+    divideInPlace(&h, 1, DataType::kFloat16, 3);
+    EXPECT_EQ(halfToFloat(h), 2.333984375f);
+  });
 }
 
 NODECCL_TEST(reduce_rejects_unknown_dtype_and_bad_divisor) {

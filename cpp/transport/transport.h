@@ -27,10 +27,21 @@ enum class OpKind : uint8_t {
 
 const char* opKindName(OpKind kind);
 
+// What a collective call was asked to do, as every rank must agree on it; carried in every
+// message header (transport/header.h) and compared by the receiver. -1: does not apply.
+struct OpParams {
+  int dtype = -1;      // DataType code
+  int op = -1;         // ReduceOp code
+  int root = -1;       // broadcast/reduce root
+  uint64_t count = 0;  // elements per rank as the user passed them (the same on every rank)
+};
+
 // The context of the operation in progress on this rank.
 struct OpInfo {
   OpKind kind = OpKind::kNone;
-  uint64_t seq = 0;  // this rank's operation number, for messages only
+  uint64_t seq = 0;   // this rank's operation number (collectives and send/recv), for messages
+  uint64_t step = 0;  // collectives begun so far (send/recv not counted): equal on every rank
+  OpParams params;
   std::chrono::steady_clock::time_point deadline;
   uint32_t timeoutMs = 0;  // for messages
 };

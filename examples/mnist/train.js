@@ -44,13 +44,26 @@ function parseOptions(argv) {
     .option('--seed <n>', 'seed for the initial weights and the shuffles', positiveInt('--seed'),
       1)
     .option('--hidden <n>', 'hidden units', positiveInt('--hidden'), 128)
+    .addOption(new Option('--mode <mode>', 'how gradients are combined: one all-reduce per ' +
+      'step, DataParallel buckets, ZeRO-1 sharded optimizer, or local SGD (periodic weight ' +
+      'averaging)').choices(['allreduce', 'dp', 'zero', 'local-sgd']).default('allreduce'))
+    .option('--bucket-mb <x>', 'DataParallel bucket size in MiB (--mode dp)', positiveNumber, 25)
+    .option('--local-steps <n>', 'local steps between weight averagings (--mode local-sgd)',
+      positiveInt('--local-steps'), 8)
+    .option('--eval-every <n>', 'also print held-out accuracy every n steps (with the training ' +
+      'time so far, evaluation excluded)', positiveInt('--eval-every'))
     .option('--steps <n>', 'stop after this many steps in all (for tests)', positiveInt('--steps'))
     .option('--dump-params <file>', 'write the final parameters (raw float32); "{rank}" in the ' +
       'name is replaced by the rank, otherwise only rank 0 writes')
     .option('--no-eval', 'skip the held-out evaluation')
     .showHelpAfterError();
   program.parse(argv);
-  return program.opts();
+  const opts = program.opts();
+  if (opts.mode === 'local-sgd' && opts.evalEvery && opts.evalEvery % opts.localSteps !== 0) {
+    program.error(`--eval-every (${opts.evalEvery}) must be a multiple of --local-steps ` +
+      `(${opts.localSteps}) with --mode local-sgd: between averagings the ranks' weights differ`);
+  }
+  return opts;
 }
 
 /**
@@ -79,6 +92,27 @@ function makeReporter(rank, opts) {
   };
 }
 
+/**
+ * With --eval-every, scores the held-out set every n steps and prints the accuracy against the
+ * step count and the training time so far (time spent evaluating is left out).
+ */
+function addPeriodicEval(report, opts) {
+  if (!opts.evalEvery) return;
+  let evalMs = 0;
+  const t0 = performance.now();
+  report.onGlobalStep = async (step, ctx) => {
+    if (step % opts.evalEvery !== 0) return;
+    const e0 = performance.now();
+    const acc = await evaluate(ctx, ctx.data.test);
+    const trainSeconds = (e0 - t0 - evalMs) / 1000;
+    evalMs += performance.now() - e0;
+    if (report.print) {
+      report.print(`eval step ${step}  held-out acc ${(100 * acc).toFixed(2)}%  ` +
+        `train time ${trainSeconds.toFixed(2)}s`);
+    }
+  };
+}
+
 /** Writes the flat parameter buffer, as raw little-endian float32, for tests to compare. */
 function dumpParams(template, rank, params) {
   const file = template.includes('{rank}') ? template.replaceAll('{rank}', String(rank))
@@ -97,10 +131,19 @@ async function main() {
   if (report.print) {
     report.print(`mnist: ${comm.size} rank(s), global batch ${opts.batchSize}, ` +
       `${opts.optimizer} lr ${opts.lr}, hidden ${opts.hidden}, ${opts.epochs} epoch(s), ` +
-      `seed ${opts.seed}`);
+      `seed ${opts.seed}, mode ${opts.mode}` +
+      (opts.mode === 'local-sgd' ? ` (average every ${opts.localSteps} steps)` : ''));
   }
+  addPeriodicEval(report, opts);
 
   const { ctx } = await train(comm, nodeccl, opts, report);
+  if (opts.mode === 'zero' && report.print) {
+    // Measured from state dicts: this rank's shard against an unsharded optimizer's buffers.
+    const full = nodeccl.optimizerStateBytes(new nodeccl.Adam([new Float32Array(ctx.lay.size)]));
+    const mine = ctx.opt.stateBytes();
+    report.print(`zero: optimizer state on rank 0 ${mine} bytes, unsharded ${full} bytes ` +
+      `(${(full / mine).toFixed(2)}x less over ${comm.size} ranks)`);
+  }
   if (opts.eval) {
     const acc = await evaluate(ctx, ctx.data.test);
     if (report.print) {

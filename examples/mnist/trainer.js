@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Data-parallel training of the MNIST MLP: each rank computes gradients on its share of every
 // global batch, one all-reduce averages them, and a fused nodeccl optimizer steps the weights.
+// Other modes (--mode): `dp` reduces through DataParallel's buckets, `zero` shards the optimizer
+// state (ZeRO-1), `local-sgd` steps each rank alone and averages the weights every H steps.
 'use strict';
 
 const { PIXELS, CLASSES, mulberry32, shuffleInPlace, loadSplit } = require('./data');
@@ -91,9 +93,54 @@ async function trainStep(ctx, order, from, to) {
     packed.fill(0);
   }
 
-  await comm.allReduce(packed, { op: 'avg' });
-  opt.step(gradViews);
+  await reduceAndStep(ctx);
   return { loss: stats[0], correct: stats[1] * rows };
+}
+
+/**
+ * Averages the packed gradients (and statistics) over ranks and steps the optimizer, by the
+ * mode's route. All give the same update, up to the order float32 sums are taken in.
+ */
+async function reduceAndStep(ctx) {
+  const { comm, packed, gradViews, opt, dp, lay } = ctx;
+  if (ctx.mode === 'allreduce') {
+    await comm.allReduce(packed, { op: 'avg' });
+    opt.step(gradViews);
+  } else if (ctx.mode === 'dp') {
+    // The statistics are DataParallel's last "gradient"; layers go last to first, as a
+    // backward pass produces them (tfjs hands them over all at once, after its backward).
+    for (let i = dp.grads.length - 1; i >= 0; i--) {
+      dp.gradReady(i, i < gradViews.length ? gradViews[i] : packed.subarray(lay.size));
+    }
+    const reduced = await dp.synchronize();
+    packed.set(reduced[reduced.length - 1], lay.size);
+    opt.step(reduced.slice(0, gradViews.length));
+  } else if (ctx.mode === 'zero') {
+    const stats = packed.subarray(lay.size);
+    await comm.allReduce(stats, { op: 'avg' });
+    await opt.step(gradViews);
+  } else {
+    throw new Error(`mnist: unknown mode "${ctx.mode}"; use allreduce, dp, zero or local-sgd`);
+  }
+}
+
+/**
+ * Local SGD: this rank steps its own weights on its own share of the batch (its gradient is
+ * the mean over its rows), and every --local-steps steps the ranks average their weights. The
+ * statistics are this rank's own, scaled to the global batch: an estimate, not an exchange.
+ */
+async function localStep(ctx, order, from, to) {
+  const { comm, tf, params, lay, packed, gradViews, buf, opt, localSgd } = ctx;
+  const rows = to - from;
+  const [begin, end] = shareOf(rows, comm.rank, comm.size);
+  let r = { loss: 0, correct: 0 };
+  if (end > begin) {
+    fillBatch(buf, ctx.data.train, order, from + begin, from + end);
+    r = localGradients(tf, params, lay, buf, end - begin, 1 / (end - begin), packed);
+    opt.step(gradViews);
+  }
+  await localSgd.step();
+  return { loss: r.loss, correct: (r.correct * rows) / Math.max(1, end - begin) };
 }
 
 /**
@@ -147,16 +194,34 @@ async function setup(comm, nodeccl, opts) {
   // Gradients first, then [loss, correct]: the single buffer of the per-step all-reduce.
   const packed = new Float32Array(lay.size + 2);
   const gradViews = model.views(packed.subarray(0, lay.size), lay);
-  const opt = makeOptimizer(nodeccl, model.views(params, lay), opts);
   const buf = makeBatchBuffers(Math.ceil(opts.batchSize / comm.size));
-  return { comm, tf, data, lay, params, packed, gradViews, opt, buf };
+  const mode = opts.mode || 'allreduce';
+  const ctx = { comm, tf, data, lay, params, packed, gradViews, buf, mode };
+
+  // The optimizer, and what the mode reduces through.
+  const paramViews = model.views(params, lay);
+  if (mode === 'zero') {
+    ctx.opt = new nodeccl.ZeroRedundancyOptimizer(comm, paramViews,
+      (p) => makeOptimizer(nodeccl, p, opts));
+  } else {
+    ctx.opt = makeOptimizer(nodeccl, paramViews, opts);
+  }
+  if (mode === 'dp') {
+    const sizes = [...lay.parts.map((p) => p.size), 2];
+    ctx.dp = new nodeccl.DataParallel(comm, sizes,
+      { bucketBytes: Math.round((opts.bucketMb ?? 25) * 1024 * 1024) });
+  }
+  if (mode === 'local-sgd') {
+    ctx.localSgd = new nodeccl.LocalSGD(comm, [params], { period: opts.localSteps ?? 8 });
+  }
+  return ctx;
 }
 
 /**
  * Trains for `opts.epochs` epochs, or stops after `opts.steps` steps in all when that is set.
- * The hooks `onEpochStart`, `onStep` and `onEpochEnd` (which may return a Promise) report
- * progress on every rank; the caller decides who prints. Returns the context (parameters
- * included) and per-epoch statistics.
+ * The hooks `onEpochStart`, `onStep`, `onGlobalStep(stepsDone, ctx)` and `onEpochEnd` (the
+ * last two may return a Promise) report progress on every rank; the caller decides who
+ * prints. Returns the context (parameters included) and per-epoch statistics.
  */
 async function train(comm, nodeccl, opts, hooks = {}) {
   const ctx = await setup(comm, nodeccl, opts);
@@ -180,21 +245,25 @@ async function train(comm, nodeccl, opts, hooks = {}) {
     for (let s = 0; s < stepsPerEpoch && !(opts.steps && stepsDone >= opts.steps); s++) {
       const from = s * B;
       const to = Math.min(n, from + B);
-      const r = await trainStep(ctx, order, from, to);
+      const r = ctx.mode === 'local-sgd' ? await localStep(ctx, order, from, to)
+        : await trainStep(ctx, order, from, to);
       lossSum += r.loss * (to - from);
       correct += r.correct;
       seen += to - from;
       stepsDone++;
       if (hooks.onStep) hooks.onStep(s + 1, { loss: lossSum / seen, acc: correct / seen });
+      if (hooks.onGlobalStep) await hooks.onGlobalStep(stepsDone, ctx);
     }
 
     const stats = { epoch, loss: lossSum / seen, acc: correct / seen,
       seconds: (performance.now() - t0) / 1000, steps: stepsDone };
     history.push(stats);
+    // Local SGD ends an epoch with one model: the ranks' weights agree for evaluation.
+    if (ctx.localSgd && ctx.localSgd.stepsSinceAverage > 0) await ctx.localSgd.average();
     if (hooks.onEpochEnd) await hooks.onEpochEnd(stats, ctx);
     if (opts.steps && stepsDone >= opts.steps) break;
   }
   return { ctx, history };
 }
 
-module.exports = { shareOf, train, evaluate };
+module.exports = { shareOf, train, evaluate, makeBatchBuffers, fillBatch, localGradients };

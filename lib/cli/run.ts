@@ -3,6 +3,7 @@
 // the launcher's variables into RANK/WORLD_SIZE/... for the one command it starts. It prefixes
 // output lines with the rank, forwards signals, and stops every rank when one fails.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -24,6 +25,7 @@ interface CliOptions {
   masterPort?: number;
   prefix: boolean;
   grace: number;
+  servers?: number;
 }
 
 // ---- arguments --------------------------------------------------------------------------------
@@ -59,7 +61,8 @@ function parseSeconds(value: string): number {
 // the launcher's own options (the command's arguments, after the first positional, are kept).
 function normalizeArgv(args: readonly string[]): string[] {
   const out = args.slice();
-  const takesValue = new Set(['-n', '--np', '--master-addr', '--master-port', '--grace']);
+  const takesValue = new Set(['-n', '--np', '--master-addr', '--master-port', '--grace',
+    '--servers']);
   for (let i = 0; i < out.length; i++) {
     const a = out[i];
     if (a === '--' || a === '-' || !a.startsWith('-')) break;
@@ -82,6 +85,8 @@ function makeProgram(): Command {
       .default('127.0.0.1').argParser(parseHost))
     .addOption(new Option('--master-port <port>', "port of rank 0's store " +
       '(default: a free port; 29500 under mpirun/srun)').argParser(parsePort))
+    .addOption(new Option('--servers <S>', 'also start S parameter servers (NODECCL_ROLE=' +
+      'server); the -np ranks become workers (NODECCL_ROLE=worker)').argParser(parseCount))
     .option('--no-prefix', 'do not prefix output lines with "[rank] "')
     .addOption(new Option('--grace <seconds>', 'time a stopped rank gets between SIGTERM and ' +
       'SIGKILL').default(DEFAULT_GRACE_S).argParser(parseSeconds))
@@ -96,6 +101,13 @@ function makeProgram(): Command {
 interface RankPlan {
   rank: number;
   env: NodeJS.ProcessEnv;
+  /** Output prefix and name in messages: the rank, or `s<i>` for parameter server i. */
+  label?: string;
+  /** A parameter-server worker: its failure does not stop the job (the servers carry on). */
+  psWorker?: boolean;
+  /** A parameter server: its failure stops the job after the grace, once the workers have
+   * had time to report it themselves. */
+  psServer?: boolean;
 }
 
 const TORCHRUN_VARS = ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE'];
@@ -155,10 +167,38 @@ async function plansLocal(opts: CliOptions, fail: (msg: string) => never): Promi
   const masterAddr = opts.masterAddr ?? '127.0.0.1';
   const masterPort = opts.masterPort ?? await freePort();
   const size = opts.np;
-  return Array.from({ length: size }, (_, rank) => ({
+  // One job token for the ranks started here (the store and every connection prove it), unless
+  // the user set one. Not under mpirun/srun: there each rank's launcher would invent its own.
+  const token = process.env.NODECCL_TOKEN || randomBytes(32).toString('hex');
+  const plans: RankPlan[] = Array.from({ length: size }, (_, rank) => ({
     rank,
-    env: rankEnv({ rank, size, localRank: rank, localSize: size, masterAddr, masterPort }),
+    env: { ...rankEnv({ rank, size, localRank: rank, localSize: size, masterAddr, masterPort }),
+      NODECCL_TOKEN: token },
   }));
+  return opts.servers === undefined ? plans
+    : withServers(plans, opts.servers, masterAddr, masterPort);
+}
+
+// A parameter-server job: S servers (labelled s0, s1, ...) beside the N workers, every process
+// told its role and where the servers' store is (served by server 0 on a port of its own, so
+// that the workers may still run init() among themselves on MASTER_PORT).
+async function withServers(workers: RankPlan[], servers: number, masterAddr: string,
+                           masterPort: number): Promise<RankPlan[]> {
+  const ps = {
+    NODECCL_NUM_SERVERS: String(servers), NODECCL_NUM_WORKERS: String(workers.length),
+    NODECCL_PS_ADDR: masterAddr, NODECCL_PS_PORT: String(await freePort()),
+  };
+  const serverEnv: NodeJS.ProcessEnv = { ...workers[0].env, ...ps, NODECCL_ROLE: 'server' };
+  for (const name of TORCHRUN_VARS) delete serverEnv[name]; // servers are not ranks
+  const serverPlans: RankPlan[] = Array.from({ length: servers }, (_, s) => ({
+    rank: workers.length + s, label: `s${s}`, psServer: true,
+    env: { ...serverEnv, NODECCL_SERVER_RANK: String(s) },
+  }));
+  for (const w of workers) {
+    Object.assign(w.env, ps, { NODECCL_ROLE: 'worker' });
+    w.psWorker = true;
+  }
+  return [...serverPlans, ...workers];
 }
 
 // ---- output: whole lines, each prefixed with its rank -----------------------------------------
@@ -202,6 +242,9 @@ class LineWriter {
 
 interface RankState {
   rank: number;
+  label: string;
+  psWorker: boolean;
+  psServer: boolean;
   child: ChildProcess;
   exited: boolean;
   closed: boolean;
@@ -239,6 +282,7 @@ class Job {
   private firstFailure: RankState | undefined;
   private userSignal: NodeJS.Signals | undefined;
   private killTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
   private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
 
   constructor(
@@ -260,14 +304,17 @@ class Job {
     // Rank 0 may read our stdin, unless it is a terminal: children run in their own process
     // group (so one Ctrl-C reaches them once, through us), and reading a terminal from a
     // background group would stop them.
-    const stdin = plan.rank === 0 && !process.stdin.isTTY ? 'inherit' : 'ignore';
+    const first = plan.rank === 0 && plan.label === undefined;
+    const stdin = first && !process.stdin.isTTY ? 'inherit' : 'ignore';
     const out = this.opts.prefix ? 'pipe' : 'inherit';
     const stdio: StdioOptions = [stdin, out, out];
     const child = spawn(this.command[0], this.command.slice(1), {
       env: plan.env, stdio, detached: true,
     });
     const state: RankState = {
-      rank: plan.rank, child, exited: false, closed: false, code: null, signal: null,
+      rank: plan.rank, label: plan.label ?? String(plan.rank), psWorker: plan.psWorker === true,
+      psServer: plan.psServer === true,
+      child, exited: false, closed: false, code: null, signal: null,
       writers: [], onClosed: () => undefined,
     };
     if (this.opts.prefix) this.attachOutput(state);
@@ -283,7 +330,7 @@ class Job {
   }
 
   private attachOutput(state: RankState): void {
-    const prefix = Buffer.from(`[${state.rank}] `);
+    const prefix = Buffer.from(`[${state.label}] `);
     const streams = [[state.child.stdout, process.stdout], [state.child.stderr, process.stderr]];
     for (const [from, to] of streams as [NodeJS.ReadableStream | null, NodeJS.WriteStream][]) {
       if (from === null) continue;
@@ -297,9 +344,18 @@ class Job {
     if (state.exited) return;
     Object.assign(state, { exited: true, code, signal });
     const failed = state.startError !== undefined || signal !== null || code !== 0;
-    if (failed && this.firstFailure === undefined && this.userSignal === undefined) {
-      this.firstFailure = state;
-      this.stopOthers('SIGTERM');
+    if (failed && state.psWorker && !this.stopping &&
+        this.userSignal === undefined) {
+      // The parameter servers carry on with the other workers; the exit code still says so.
+      this.firstFailure ??= state;
+      process.stderr.write(`${NAME}: worker ${state.label} ${describeEnd(state)}; the ` +
+        'parameter servers and the other workers carry on\n');
+    } else if (failed && !this.stopping && this.userSignal === undefined) {
+      if (this.firstFailure === undefined || this.firstFailure.psWorker) this.firstFailure = state;
+      this.stopping = true;
+      // Workers fail on their own within seconds when a server dies, each with a clear error.
+      if (state.psServer) setTimeout(() => this.stopOthers('SIGTERM'), this.opts.grace * 1000);
+      else this.stopOthers('SIGTERM');
     }
     // A grandchild that keeps our pipes open must not keep the launcher alive.
     if (!state.closed) {
@@ -316,11 +372,11 @@ class Job {
     if (state.closed || !state.exited) return;
     state.closed = true;
     for (const w of state.writers) w.flush();
-    if (state === this.firstFailure) {
+    if (state === this.firstFailure && !state.psWorker) {
       const running = this.ranks.filter((s) => s !== state && !s.exited &&
         s.child.pid !== undefined).length;
       const pid = state.child.pid === undefined ? '' : ` (pid ${state.child.pid})`;
-      process.stderr.write(`${NAME}: rank ${state.rank}${pid} ${describeEnd(state)}` +
+      process.stderr.write(`${NAME}: rank ${state.label}${pid} ${describeEnd(state)}` +
         (running > 0 ? `; stopping the other ${running} running rank(s)\n` : '\n'));
     }
     this.maybeFinish();
@@ -396,7 +452,15 @@ async function main(argv: readonly string[]): Promise<void> {
   // --master-addr has a default for --help; under mpirun, MASTER_ADDR may still set it.
   const addrGiven = program.getOptionValueSource('masterAddr') === 'cli';
   const planOpts = { ...opts, masterAddr: addrGiven ? opts.masterAddr : undefined };
-  const plans = plansUnderLauncher(planOpts, fail) ?? await plansLocal(planOpts, fail);
+  const underLauncher = plansUnderLauncher(planOpts, fail);
+  if (underLauncher !== null && opts.servers !== undefined) {
+    // LIMITATION: under mpirun/srun each process is one rank of that launcher's world; giving
+    // some of them the server role would mean splitting that world, which the launcher cannot do.
+    fail('--servers works only when nodeccl-run starts the processes itself (-np N); under ' +
+      'mpirun or srun, set NODECCL_ROLE, NODECCL_SERVER_RANK, NODECCL_NUM_SERVERS, ' +
+      'NODECCL_NUM_WORKERS and NODECCL_PS_PORT for each process yourself');
+  }
+  const plans = underLauncher ?? await plansLocal(planOpts, fail);
   new Job(command, opts, finish).start(plans);
 }
 

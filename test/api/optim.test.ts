@@ -495,3 +495,99 @@ describe('stateDict / loadStateDict', () => {
     expect(opt.stateDict()).toEqual(good);
   });
 });
+
+// ---- Lion, LAMB, step control, 8-bit Adam -------------------------------------------------------
+
+describe('Lion, LAMB and step control', () => {
+  it('Lion: first step worked by hand', async () => {
+    const { Lion } = await import('../../lib/optim');
+    // p = 1, g = 0.5, m = 0, lr 0.1, wd 0.5: c = 0.05 > 0, p = 1 * 0.95 - 0.1 = 0.85.
+    const p = new Float32Array([1]);
+    const opt = new Lion([p], { lr: 0.1, weightDecay: 0.5 });
+    opt.step([new Float32Array([0.5])]);
+    expect(p[0]).toBeCloseTo(0.85, 6);
+    expect(opt.stateDict().state[0].expAvg![0]).toBeCloseTo(0.005, 8);
+  });
+
+  it('LAMB: trust ratio worked by hand', async () => {
+    const { LAMB } = await import('../../lib/optim');
+    // One element, first step: u = g / |g| = 1; r = ||p|| / ||u|| = 3; p = 3 - 0.1 * 3 = 2.7.
+    const p = new Float32Array([3]);
+    new LAMB([p], { lr: 0.1, eps: 0 }).step([new Float32Array([2])]);
+    expect(p[0]).toBeCloseTo(2.7, 5);
+  });
+
+  it('clips by global norm and reports it', () => {
+    // Gradients 3 and 4: norm 5; clipped to 1: SGD lr 1 moves p by -0.6 and -0.8.
+    const a = new Float32Array([0]);
+    const b = new Float32Array([0]);
+    const opt = new SGD([a, b], { lr: 1, maxGradNorm: 1 });
+    const r = opt.step([new Float32Array([3]), new Float32Array([4])]);
+    expect(r.gradNorm).toBeCloseTo(5, 12);
+    expect(a[0]).toBeCloseTo(-0.6, 6);
+    expect(b[0]).toBeCloseTo(-0.8, 6);
+  });
+
+  it('skips a step with a NaN gradient and names the parameter', () => {
+    const a = new Float32Array([1, 1]);
+    const b = new Float32Array([1, 1, 1]);
+    const opt = new Adam([a, b], { skipNonFinite: true });
+    const r = opt.step([new Float32Array([0.1, 0.1]), new Float32Array([0, Infinity, 0])]);
+    expect(r).toMatchObject({ skipped: true, nonFiniteParam: 1, nonFiniteIndex: 1 });
+    expect([...a, ...b]).toEqual([1, 1, 1, 1, 1]);
+    expect(opt.stateDict().state[0].step).toBe(0);
+    // With a null entry the index still refers to the caller's list.
+    const r2 = opt.step([null, new Float32Array([0, NaN, 0])]);
+    expect(r2.nonFiniteParam).toBe(1);
+  });
+
+  it('gradScale unscales gradients inside the update', () => {
+    const a = new Float32Array([0]);
+    new SGD([a], { lr: 1, gradScale: 1 / 1024 }).step([new Float32Array([2048])]);
+    expect(a[0]).toBe(-2);
+  });
+
+  it('rejects bad step-control options', () => {
+    expectArgError(() => new SGD([new Float32Array(1)], { maxGradNorm: -1 }), NodecclRangeError,
+      /maxGradNorm must be a finite number >= 0/);
+    expectArgError(() => new SGD([new Float32Array(1)], { threads: 0 }), NodecclRangeError,
+      /threads must be a whole number/);
+    expectArgError(() => new SGD([new Float32Array(1)],
+      { skipNonFinite: 1 as unknown as boolean }), NodecclTypeError, /skipNonFinite must be a/);
+  });
+
+  it('reports the instruction set the kernels use', async () => {
+    const { kernelIsa } = await import('../../lib/optim');
+    expect(['baseline', 'avx2', 'avx512']).toContain(kernelIsa());
+  });
+});
+
+describe('Adam8bit', () => {
+  it('keeps state ~4x smaller and small tensors in 32 bits', async () => {
+    const { Adam8bit } = await import('../../lib/optim');
+    const big = new Float32Array(1 << 20);
+    const small = new Float32Array(100);
+    const opt = new Adam8bit([big, small]);
+    const { bytes, bytes32bit } = opt.stateBytes();
+    // big: 2 bytes + 2 scales per 2048 elements; small: 8 bytes per element.
+    expect(bytes).toBe(2 * (1 << 20) + 8 * 512 + 800);
+    expect(bytes32bit / bytes).toBeGreaterThan(3.95);
+  });
+
+  it('first step moves every element by ~lr * sign(g), like Adam', async () => {
+    const { Adam8bit } = await import('../../lib/optim');
+    const n = 5000;
+    const p = new Float32Array(n);
+    const g = Float32Array.from({ length: n }, (_, i) => (i % 2 ? 1 : -1) * (0.2 + (i % 7) / 10));
+    const small = new Float32Array([0]);
+    new Adam8bit([p, small], { lr: 0.01 }).step([g, new Float32Array([3])]);
+    for (let i = 0; i < n; i++) expect(Math.abs(p[i] + 0.01 * Math.sign(g[i]))).toBeLessThan(3e-4);
+    expect(small[0]).toBeCloseTo(-0.01, 6);  // the 32-bit path, exact Adam
+  });
+
+  it('refuses amsgrad', async () => {
+    const { Adam8bit } = await import('../../lib/optim');
+    expectArgError(() => new Adam8bit([new Float32Array(1)],
+      { amsgrad: true } as unknown as object), NodecclTypeError, /amsgrad is not supported/);
+  });
+});

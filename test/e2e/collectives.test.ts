@@ -20,6 +20,30 @@ describe('collectives across processes', () => {
   }
 });
 
+// Each transport and forced algorithm over a few counts: 9000 elements are above the direct
+// all-reduce's size limit (32 KiB) in 4- and 8-byte dtypes, below it in 1- and 2-byte ones,
+// and above the chain broadcast's (64 KiB) in float64.
+describe('collectives across processes, per transport and algorithm', () => {
+  // The runs above already take shared memory (the default on one host) with auto choices.
+  const cases: Array<[string, string, number]> = [
+    ['tcp', 'auto', 2], ['shm', 'ring', 3], ['shm', 'direct', 3], ['tcp', 'direct', 2],
+    ['shm', 'chain', 3],
+  ];
+  for (const [transport, algo, n] of cases) {
+    it(`NODECCL_TRANSPORT=${transport} NODECCL_ALGO=${algo}, ${n} ranks`, async () => {
+      const env = { NODECCL_TRANSPORT: transport, NODECCL_ALGO: algo, COUNTS: '0,7,9000' };
+      const results = await runRanks('collectives.js', n, { env, timeoutMs: 100_000 });
+      for (const r of results) {
+        const out = lastJson(r);
+        expect(out.error, r.stderr).toBeUndefined();
+        expect(out.failures).toEqual([]);
+        expect(out.checks).toBeGreaterThan(100);
+        expect(r.code).toBe(0);
+      }
+    });
+  }
+});
+
 describe('a peer that dies', () => {
   it('fails the pending all-reduce on every other rank, naming the lost rank', async () => {
     const results = await runRanks('peer-lost.js', 3, { env: { KILL_RANK: '1' } });
@@ -33,6 +57,20 @@ describe('a peer that dies', () => {
       expect(first.ms).toBeLessThan(5000);  // well within the 20 s timeout
       const next = lines.find((l) => l.next);
       expect(next.next).toBe('error');
+    }
+  });
+
+  it('over shared memory, fails the pending all-reduce promptly, naming it', async () => {
+    const env = { KILL_RANK: '1', NODECCL_TRANSPORT: 'shm' };
+    const results = await runRanks('peer-lost.js', 3, { env });
+    expect(results[1].signal).toBe('SIGKILL');
+    for (const r of [results[0], results[2]]) {
+      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      const first = lines.find((l) => l.outcome);
+      expect(first.outcome, r.stderr).toBe('error');
+      expect(['ERR_NODECCL_PEER_LOST', 'ERR_NODECCL_ABORTED']).toContain(first.code);
+      expect(first.message).toMatch(/rank 1\b/);
+      expect(first.ms).toBeLessThan(5000);
     }
   });
 });

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <climits>
 
+#include "common/auth.h"
 #include "common/error.h"
 #include "common/log.h"
 
@@ -21,10 +22,9 @@ namespace {
 
 using Millis = std::chrono::milliseconds;
 
-constexpr uint32_t kMsgMagic = 0x3143434e;    // "NCC1": every message header
 constexpr uint32_t kHelloMagic = 0x4843434e;  // "NCCH": connection hello and its answer
 constexpr uint32_t kVersion = 1;
-constexpr size_t kHdrBytes = 24;
+constexpr size_t kHdrBytes = kHeaderBytes;
 constexpr Millis kHelloTimeout(2000);  // how long a fresh connection may take to say hello
 
 // A comma-separated list of ranks: "3" or "3, 4".
@@ -39,15 +39,16 @@ std::string ranksWord(const std::vector<int>& ranks) {
 }
 
 // "allReduce #17"
-std::string opText(const OpInfo& op) { return strcat(opKindName(op.kind), " #", op.seq); }
+std::string opText(const OpInfo& op) { return opLabel(op); }
 
 // Marks the start of a buffer: iovec wants a non-const pointer even for sends.
 char* mutableBytes(const void* p) { return static_cast<char*>(const_cast<void*>(p)); }
 
 }  // namespace
 
-TcpTransport::TcpTransport(int rank, int size, const std::string& listenHost)
-    : rank_(rank), size_(size), peers_(static_cast<size_t>(size)) {
+TcpTransport::TcpTransport(int rank, int size, const std::string& listenHost,
+                           const std::string& token)
+    : rank_(rank), size_(size), token_(token), peers_(static_cast<size_t>(size)), steps_(size) {
   wakeFd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wakeFd_.valid()) {
     throw Error(ErrorCode::kIo, strcat("rank ", rank, ": eventfd() failed: ",
@@ -57,6 +58,12 @@ TcpTransport::TcpTransport(int rank, int size, const std::string& listenHost)
                              "no ephemeral port is free; close some connections");
   port_ = net::localPort(listenFd_.get());
   NODECCL_TRACE("tcp", rank_, size_, "listening on ", net::joinHostPort(listenHost, port_));
+  const bool loopback = listenHost == "127.0.0.1" || listenHost == "::1";
+  if (token_.empty() && !loopback) {
+    NODECCL_WARN("tcp", rank_, size_, "listening on '", listenHost, "' (not loopback) without a "
+                 "job token: any process that reaches this port could join; set NODECCL_TOKEN "
+                 "(nodeccl-run does)");
+  }
 }
 
 TcpTransport::~TcpTransport() { close(); }
@@ -102,6 +109,8 @@ void TcpTransport::connectLower(const std::vector<std::string>& addrs, const std
                                         "reachable from here; set listenHost to an address "
                                         "the other ranks can reach"));
     net::setNoDelay(fd.get());
+    auth::clientHandshake(fd.get(), token_, deadline, strcat("rank ", rank_),
+                          strcat("rank ", peer, " at ", addrs[peer]));
     std::string hello = makeHello(rank_, peer, size_, prefix);
     int err = 0;
     if (net::sendAll(fd.get(), hello.data(), hello.size(), deadline, -1, &err) !=
@@ -149,6 +158,12 @@ bool TcpTransport::acceptOne(const std::string& prefix, net::Deadline deadline) 
   net::Fd fd(raw);
   net::setNoDelay(raw);
   net::Deadline helloBy = std::min(deadline, net::deadlineAfter(kHelloTimeout));
+  try {
+    auth::serverHandshake(raw, token_, helloBy, strcat("rank ", rank_), "a peer connection");
+  } catch (const Error& e) {
+    NODECCL_WARN("tcp", rank_, size_, e.what());
+    return false;
+  }
   unsigned char h[24];
   int err = 0;
   if (net::recvAll(raw, h, sizeof(h), helloBy, -1, &err) != net::IoStatus::kDone ||
@@ -226,14 +241,11 @@ void TcpTransport::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int r
   s.peer = sendPeer;
   s.buf = mutableBytes(sbuf);
   s.bytes = sendPeer >= 0 ? sbytes : 0;
-  net::putU32(s.hdr, kMsgMagic);
-  s.hdr[4] = static_cast<unsigned char>(op.kind);
-  s.hdr[5] = s.hdr[6] = s.hdr[7] = 0;
-  net::putU64(s.hdr + 8, op.seq);
-  net::putU64(s.hdr + 16, s.bytes);
+  if (sendPeer >= 0) encodeHeader(s.hdr, op, rank_, steps_.forSend(op, sendPeer), s.bytes);
   r.peer = recvPeer;
   r.buf = static_cast<char*>(rbuf);
   r.bytes = recvPeer >= 0 ? rbytes : 0;
+  if (recvPeer >= 0) r.step = steps_.forRecv(op, recvPeer);
 
   // Push both directions as far as the sockets allow, then sleep in poll() until one can move.
   for (;;) {
@@ -266,15 +278,15 @@ void TcpTransport::progressSend(Side& s, const OpInfo& op) {
   }
 }
 
-// Reads header and payload in one call when possible. If the header then disagrees with what
-// this rank expects, checkHeader throws; the payload bytes already read do not matter, the
-// communicator is failed from then on.
+// Reads the header alone, checks it (checkHeader throws kMismatch when it disagrees with what
+// this rank expects), and only then the payload, so that the caller's buffer never receives
+// the bytes of a mismatched message.
 void TcpTransport::progressRecv(Side& r, const OpInfo& op) {
   while (!r.complete()) {
-    iovec iov[2];
+    iovec iov[1];
     int n = 0;
     if (r.hdrDone < kHdrBytes) iov[n++] = {r.hdr + r.hdrDone, kHdrBytes - r.hdrDone};
-    if (r.done < r.bytes) iov[n++] = {r.buf + r.done, std::min<size_t>(r.bytes - r.done, 1u << 30)};
+    else iov[n++] = {r.buf + r.done, std::min<size_t>(r.bytes - r.done, 1u << 30)};
     msghdr m{};
     m.msg_iov = iov;
     m.msg_iovlen = n;
@@ -289,33 +301,7 @@ void TcpTransport::progressRecv(Side& r, const OpInfo& op) {
     size_t h = std::min(moved, kHdrBytes - r.hdrDone);
     r.hdrDone += h;
     r.done += moved - h;
-    if (r.hdrDone == kHdrBytes && !r.checked) checkHeader(r, op);
-  }
-}
-
-void TcpTransport::checkHeader(Side& r, const OpInfo& op) {
-  r.checked = true;
-  uint32_t magic = net::getU32(r.hdr);
-  auto kind = static_cast<OpKind>(r.hdr[4]);
-  uint64_t seq = net::getU64(r.hdr + 8), bytes = net::getU64(r.hdr + 16);
-  if (magic != kMsgMagic) {
-    throw Error(ErrorCode::kIo,
-                strcat("rank ", rank_, ": ", opText(op), " read a corrupt message header from "
-                       "rank ", r.peer, " (magic 0x", std::hex, magic, std::dec, "); the stream "
-                       "is out of step, probably after an earlier error: create a new "
-                       "communicator"));
-  }
-  if (kind != op.kind) {
-    throw Error(ErrorCode::kMismatch,
-                strcat("rank ", rank_, ": ", opText(op), " received a ", opKindName(kind),
-                       " message (its #", seq, ") from rank ", r.peer, "; all ranks must call "
-                       "the same collectives in the same order"));
-  }
-  if (bytes != r.bytes) {
-    throw Error(ErrorCode::kMismatch,
-                strcat("rank ", rank_, ": ", opText(op), " got ", bytes, " bytes from rank ",
-                       r.peer, " (its #", seq, "), expected ", r.bytes,
-                       "; all ranks must pass the same count and dtype"));
+    if (h > 0 && r.hdrDone == kHdrBytes) checkHeader(r.hdr, op, rank_, r.peer, r.step, r.bytes);
   }
 }
 
@@ -365,6 +351,9 @@ void TcpTransport::throwTimeout(const Side& s, const Side& r, const OpInfo& op) 
     waiting += strcat(waiting.empty() ? "" : " and ", "rank ", s.peer, " (send: ", s.done,
                       " of ", s.bytes, " bytes)");
   }
+  // Logged as well as thrown, so that NODECCL_DEBUG=warn shows every rank's view in its log.
+  NODECCL_WARN("tcp", rank_, size_, opText(op), " timed out after ", op.timeoutMs,
+               " ms waiting for ", waiting);
   throw Error(ErrorCode::kTimeout,
               strcat("rank ", rank_, ": ", opText(op), " timed out after ", op.timeoutMs,
                      " ms waiting for ", waiting, "; a rank may have stopped calling "

@@ -4,9 +4,9 @@
 // whose messages exceed the socket buffers cannot deadlock; payloads go straight from and to
 // the caller's buffers (no copies). An eventfd in every poll set lets abort() wake it.
 //
-// Every message is a 24-byte header followed by the payload:
-//   u32 magic | u8 OpKind | 3 bytes zero | u64 sender's op seq | u64 payload bytes
-// (little-endian). The receiver checks magic, kind and byte count against what it expects.
+// Every message is the shared header (transport/header.h: kind, step, dtype, op, root, count,
+// bytes) followed by the payload. The receiver reads the header alone first and checks it, so
+// a mismatched message never writes into the caller's buffer.
 #pragma once
 
 #include <atomic>
@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "transport/header.h"
 #include "transport/tcp/socket.h"
 #include "transport/transport.h"
 
@@ -21,12 +22,18 @@ namespace nodeccl {
 
 class TcpTransport : public Transport {
  public:
-  // Listens on listenHost with an ephemeral port. Throws kIo when it cannot.
-  TcpTransport(int rank, int size, const std::string& listenHost);
+  // Listens on listenHost with an ephemeral port. Throws kIo when it cannot. Every connection
+  // first authenticates with the job `token` (common/auth.h; "" for none).
+  TcpTransport(int rank, int size, const std::string& listenHost, const std::string& token = "");
   ~TcpTransport() override;
 
   const char* name() const override { return "tcp"; }
   int port() const { return port_; }
+  // The connection to `peer` (-1 if none), for a transport that keeps this mesh open only to
+  // notice dead peers (shm): it polls the socket and never reads or writes it.
+  int peerSocket(int peer) const {
+    return peer >= 0 && peer < size_ && peer != rank_ ? peers_[peer].get() : -1;
+  }
 
   // Builds the mesh: connects to every rank below this one and accepts every rank above
   // (addrs[r] is rank r's "host:port"). A hello carrying `prefix` and both ranks identifies
@@ -44,12 +51,12 @@ class TcpTransport : public Transport {
   struct Side {
     int peer = -1;
     int fd = -1;
-    unsigned char hdr[24];
+    unsigned char hdr[kHeaderBytes];
     size_t hdrDone = 0;
     char* buf = nullptr;
     size_t bytes = 0;
     size_t done = 0;
-    bool checked = false;  // receive side: header validated
+    uint64_t step = 0;     // the message's step (header.h MessageSteps)
     bool complete() const { return peer < 0 || (hdrDone == sizeof(hdr) && done == bytes); }
   };
 
@@ -61,7 +68,6 @@ class TcpTransport : public Transport {
   void readAcks(net::Deadline deadline);
   void progressSend(Side& s, const OpInfo& op);
   void progressRecv(Side& r, const OpInfo& op);
-  void checkHeader(Side& r, const OpInfo& op);
   void waitProgress(const Side& s, const Side& r, const OpInfo& op);
   [[noreturn]] void throwPeerError(int peer, int err, const OpInfo& op);
   [[noreturn]] void throwTimeout(const Side& s, const Side& r, const OpInfo& op);
@@ -71,9 +77,11 @@ class TcpTransport : public Transport {
   int rank_;
   int size_;
   int port_ = 0;
+  std::string token_;
   net::Fd listenFd_;
   net::Fd wakeFd_;               // eventfd: readable once abort() ran
   std::vector<net::Fd> peers_;   // peers_[r]: connection to rank r (invalid for this rank)
+  MessageSteps steps_;           // message numbering, used by the communicator's thread only
   std::atomic<bool> aborted_{false};
   mutable std::mutex mu_;        // guards reason_
   std::string reason_;

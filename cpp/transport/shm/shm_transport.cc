@@ -1,0 +1,465 @@
+// SPDX-License-Identifier: Apache-2.0
+// The shared-memory transport (see shm_transport.h): segment setup and unlinking, the ring
+// copy loops, and the spin-then-futex wait with peer liveness checks.
+#include "transport/shm/shm_transport.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <random>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "transport/header.h"
+
+namespace nodeccl {
+
+// A (sender, receiver) ring. head: stream bytes written (sender only); tail: stream bytes
+// consumed (receiver only). Each on its own cache line; the data follows.
+struct ShmTransport::Channel {
+  alignas(64) std::atomic<uint64_t> head;
+  alignas(64) std::atomic<uint64_t> tail;
+  alignas(64) unsigned char data[kRingBytes];
+};
+
+// A rank's segment: identification, its doorbell, then one Channel per sender rank.
+struct ShmTransport::Segment {
+  uint32_t magic;
+  uint32_t size;
+  uint64_t ringBytes;
+  alignas(64) std::atomic<uint32_t> bell;  // futex word: bumped on every event for this rank
+  std::atomic<uint32_t> sleepers;          // threads in FUTEX_WAIT on bell
+  Channel channels[1];                     // really `size` of them
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint32_t kSegMagic = 0x4d48534e;  // "NSHM"
+// Spin this long on the ring counters before yielding the core, and yield this long before
+// sleeping on the futex (oversubscribed ranks need the yields to let their peers run).
+constexpr auto kSpinFor = std::chrono::microseconds(20);
+constexpr auto kYieldFor = std::chrono::microseconds(200);
+// Futex sleeps last at most this long; between them the peers' liveness is checked.
+constexpr long kSliceNs = 5 * 1000 * 1000;
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared atomics must be lock-free");
+static_assert(kHeaderBytes <= ShmTransport::kSlotBytes, "header slot too small");
+static_assert(ShmTransport::kRingBytes % 64 == 0, "ring must hold whole 64-byte slots");
+
+size_t segmentBytes(int size) {
+  return offsetof(ShmTransport::Segment, channels) +
+         sizeof(ShmTransport::Channel) * static_cast<size_t>(size);
+}
+
+size_t streamBytes(size_t payload) { return ShmTransport::kSlotBytes + (payload + 63) / 64 * 64; }
+
+long futexCall(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* ts) {
+  return ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, ts, nullptr, 0);
+}
+
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+std::string randomName(int rank) {
+  std::random_device rd;
+  uint64_t r = (uint64_t(rd()) << 32) ^ rd();
+  return strcat("/nodeccl-", ::getpid(), "-", rank, "-", std::hex, r);
+}
+
+// Maps `name` (created when `create`); returns null and sets *why on failure.
+void* mapSegment(const std::string& name, size_t bytes, bool create, std::string* why) {
+  int fd = create ? ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600)
+                  : ::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    *why = strcat("shm_open(", name, ") failed: ", std::strerror(errno));
+    return nullptr;
+  }
+  struct stat st {};
+  if (create && ::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    *why = strcat("ftruncate(", name, ", ", bytes, ") failed: ", std::strerror(errno),
+                  "; is /dev/shm full?");
+  } else if (!create && (::fstat(fd, &st) != 0 || size_t(st.st_size) != bytes)) {
+    *why = strcat("segment ", name, " has ", st.st_size, " bytes, expected ", bytes);
+  }
+  void* p = why->empty() ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                         : MAP_FAILED;
+  if (p == MAP_FAILED && why->empty()) {
+    *why = strcat("mmap of ", bytes, " bytes failed: ", std::strerror(errno));
+  }
+  ::close(fd);
+  if (p == MAP_FAILED && create) ::shm_unlink(name.c_str());
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+ShmTransport::ShmTransport(int rank, int size, std::unique_ptr<TcpTransport> liveness)
+    : rank_(rank), size_(size), liveness_(std::move(liveness)),
+      segs_(static_cast<size_t>(size), nullptr), segBytes_(static_cast<size_t>(size), 0),
+      steps_(size) {}
+
+ShmTransport::~ShmTransport() { close(); }
+
+// ---- setup --------------------------------------------------------------------------------
+
+std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Millis timeout,
+                                bool* anyFailed) {
+  auto key = [&](const char* what, int r) { return strcat(keyPrefix, "/", what, "/", r); };
+  const size_t bytes = segmentBytes(size_);
+
+  // 1. Create and publish this rank's segment ("!reason" when it could not).
+  std::string why;
+  ownName_ = randomName(rank_);
+  auto* own = static_cast<Segment*>(mapSegment(ownName_, bytes, true, &why));
+  if (own != nullptr) {
+    own->magic = kSegMagic;
+    own->size = static_cast<uint32_t>(size_);
+    own->ringBytes = kRingBytes;
+    segs_[rank_] = own;
+    segBytes_[rank_] = bytes;
+  } else {
+    ownName_.clear();
+  }
+  store.set(key("shmseg", rank_), why.empty() ? ownName_ : "!" + why);
+
+  // 2. Map every other rank's segment.
+  std::vector<std::string> keys;
+  for (int r = 0; r < size_; ++r) keys.push_back(key("shmseg", r));
+  store.wait(keys, timeout);
+  for (int r = 0; r < size_ && why.empty(); ++r) {
+    if (r == rank_) continue;
+    std::string name = store.get(key("shmseg", r), timeout);
+    if (!name.empty() && name[0] == '!') {
+      why = strcat("rank ", r, ": ", name.substr(1));
+      break;
+    }
+    segs_[r] = static_cast<Segment*>(mapSegment(name, bytes, false, &why));
+    segBytes_[r] = bytes;
+    if (why.empty() && segs_[r]->magic != kSegMagic) {
+      why = strcat("segment ", name, " of rank ", r, " is not a nodeccl segment");
+    }
+    if (!why.empty()) why = strcat("cannot map rank ", r, "'s segment: ", why);
+  }
+
+  // 3. Once every rank has tried, nobody needs the names any more: unlink this rank's.
+  store.set(key("shmmapped", rank_), why.empty() ? "ok" : "!" + why);
+  keys.clear();
+  for (int r = 0; r < size_; ++r) keys.push_back(key("shmmapped", r));
+  store.wait(keys, timeout);
+  if (!ownName_.empty()) ::shm_unlink(ownName_.c_str());
+  ownName_.clear();
+  *anyFailed = false;
+  std::string firstWhy = why;
+  for (int r = 0; r < size_; ++r) {
+    std::string v = r == rank_ ? (why.empty() ? "ok" : "!" + why) : store.get(keys[r], timeout);
+    if (v != "ok") {
+      *anyFailed = true;
+      if (firstWhy.empty()) firstWhy = strcat("rank ", r, ": ", v.substr(1));
+    }
+  }
+  if (*anyFailed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    unmapAll();
+  }
+  return firstWhy;
+}
+
+// ---- rings --------------------------------------------------------------------------------
+
+ShmTransport::Channel* ShmTransport::inbox(int from) const {
+  return &segs_[rank_]->channels[from];
+}
+
+ShmTransport::Channel* ShmTransport::outbox(int to) const {
+  return &segs_[to]->channels[rank_];
+}
+
+// Bumps peer's doorbell; a futex wake (a system call) only when it is asleep.
+void ShmTransport::ring(int peer) {
+  Segment* s = segs_[peer];
+  s->bell.fetch_add(1);
+  if (s->sleepers.load() > 0) futexCall(&s->bell, FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+void ShmTransport::checkPeer(int peer, const char* what) const {
+  if (peer < 0) return;
+  if (peer >= size_ || peer == rank_ || segs_.empty() || segs_[peer] == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat("rank ", rank_, ": cannot ", what, " rank ", peer, "; peers are 0..",
+                       size_ - 1, " other than this rank", peer < size_ && peer != rank_
+                           ? " (the transport is closed: was the communicator destroyed?)"
+                           : ""));
+  }
+}
+
+// Copies as much of the send stream as the ring has room for.
+void ShmTransport::progressSend(Side& s, const OpInfo& op) {
+  Channel* c = outbox(s.peer);
+  uint64_t head = c->head.load(std::memory_order_relaxed);
+  size_t room = kRingBytes - static_cast<size_t>(head - c->tail.load(std::memory_order_acquire));
+  const uint64_t start = head;
+  while (!s.complete() && room > 0) {
+    size_t at = static_cast<size_t>(head % kRingBytes), n;
+    if (s.done < kSlotBytes) {
+      if (room < kSlotBytes) break;  // positions are slot-aligned here: the slot is contiguous
+      std::memcpy(c->data + at, s.hdr, kSlotBytes);
+      n = kSlotBytes;
+    } else if (s.done - kSlotBytes < s.bytes) {
+      size_t off = s.done - kSlotBytes;
+      n = std::min({room, s.bytes - off, kRingBytes - at});
+      std::memcpy(c->data + at, s.buf + off, n);
+    } else {
+      n = std::min(room, s.total - s.done);  // padding: nothing to write
+    }
+    head += n;
+    s.done += n;
+    room -= n;
+  }
+  if (head != start) {
+    c->head.store(head, std::memory_order_release);
+    ring(s.peer);
+  }
+}
+
+// Copies as much of the receive stream as has arrived; checks the header first.
+void ShmTransport::progressRecv(Side& r, const OpInfo& op) {
+  Channel* c = inbox(r.peer);
+  uint64_t tail = c->tail.load(std::memory_order_relaxed);
+  size_t avail = static_cast<size_t>(c->head.load(std::memory_order_acquire) - tail);
+  const uint64_t start = tail;
+  while (!r.complete() && avail > 0) {
+    size_t at = static_cast<size_t>(tail % kRingBytes), n;
+    if (r.done < kSlotBytes) {
+      if (avail < kSlotBytes) break;
+      checkHeader(c->data + at, op, rank_, r.peer, steps_.forRecv(op, r.peer), r.bytes);
+      n = kSlotBytes;
+    } else if (r.done - kSlotBytes < r.bytes) {
+      size_t off = r.done - kSlotBytes;
+      n = std::min({avail, r.bytes - off, kRingBytes - at});
+      std::memcpy(r.buf + off, c->data + at, n);
+    } else {
+      n = std::min(avail, r.total - r.done);
+    }
+    tail += n;
+    r.done += n;
+    avail -= n;
+  }
+  if (tail != start) {
+    c->tail.store(tail, std::memory_order_release);
+    ring(r.peer);
+  }
+}
+
+bool ShmTransport::canProgress(const Side& s, const Side& r) const {
+  if (!s.complete()) {
+    Channel* c = outbox(s.peer);
+    size_t used = static_cast<size_t>(c->head.load(std::memory_order_relaxed) -
+                                      c->tail.load(std::memory_order_acquire));
+    if (kRingBytes - used >= (s.done < kSlotBytes ? kSlotBytes : 1)) return true;
+  }
+  if (!r.complete()) {
+    Channel* c = inbox(r.peer);
+    size_t avail = static_cast<size_t>(c->head.load(std::memory_order_acquire) -
+                                       c->tail.load(std::memory_order_relaxed));
+    if (avail >= (r.done < kSlotBytes ? kSlotBytes : 1)) return true;
+  }
+  return false;
+}
+
+// ---- sendRecv and the non-blocking halves -------------------------------------------------
+
+void ShmTransport::startSend(Side& s, int peer, const void* buf, size_t bytes,
+                             const OpInfo& op) {
+  s.peer = peer;
+  s.buf = static_cast<unsigned char*>(const_cast<void*>(buf));
+  s.bytes = bytes;
+  s.total = streamBytes(bytes);
+  encodeHeader(s.hdr, op, rank_, steps_.forSend(op, peer), bytes);
+}
+
+void ShmTransport::startRecv(Side& r, int peer, void* buf, size_t bytes) {
+  r.peer = peer;
+  r.buf = static_cast<unsigned char*>(buf);
+  r.bytes = bytes;
+  r.total = streamBytes(bytes);
+}
+
+void ShmTransport::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer,
+                            void* rbuf, size_t rbytes, const OpInfo& op) {
+  if (aborted_.load()) throwAborted();
+  checkPeer(sendPeer, "send to");
+  checkPeer(recvPeer, "receive from");
+  Side s, r;
+  if (sendPeer >= 0) startSend(s, sendPeer, sbuf, sbytes, op);
+  if (recvPeer >= 0) startRecv(r, recvPeer, rbuf, rbytes);
+  for (;;) {
+    if (!s.complete()) progressSend(s, op);
+    if (!r.complete()) progressRecv(r, op);
+    if (s.complete() && r.complete()) return;
+    waitProgress(s, r, op);
+  }
+}
+
+bool ShmTransport::trySend(int peer, const void* buf, size_t bytes, const OpInfo& op) {
+  if (aborted_.load()) throwAborted();
+  checkPeer(peer, "send to");
+  Channel* c = outbox(peer);
+  size_t used = static_cast<size_t>(c->head.load(std::memory_order_relaxed) -
+                                    c->tail.load(std::memory_order_acquire));
+  if (kRingBytes - used < streamBytes(bytes)) return false;
+  Side s;
+  startSend(s, peer, buf, bytes, op);
+  progressSend(s, op);
+  NODECCL_CHECK(s.complete());
+  return true;
+}
+
+bool ShmTransport::tryRecv(int peer, void* buf, size_t bytes, const OpInfo& op) {
+  if (aborted_.load()) throwAborted();
+  checkPeer(peer, "receive from");
+  Channel* c = inbox(peer);
+  size_t avail = static_cast<size_t>(c->head.load(std::memory_order_acquire) -
+                                     c->tail.load(std::memory_order_relaxed));
+  if (avail < streamBytes(bytes)) {
+    // A whole header that disagrees must still fail now, not wait for bytes that never come.
+    if (avail >= kSlotBytes) {
+      MessageHeader h = decodeHeader(c->data + c->tail.load() % kRingBytes);
+      if (h.bytes != bytes) {
+        Side r;
+        startRecv(r, peer, buf, bytes);
+        progressRecv(r, op);  // throws the mismatch
+      }
+    }
+    return false;
+  }
+  Side r;
+  startRecv(r, peer, buf, bytes);
+  progressRecv(r, op);
+  NODECCL_CHECK(r.complete());
+  return true;
+}
+
+// ---- waiting ------------------------------------------------------------------------------
+
+// Spins, then yields, then sleeps on this rank's doorbell in slices, until a side can move.
+void ShmTransport::waitProgress(const Side& s, const Side& r, const OpInfo& op) {
+  const bool hasDeadline = op.deadline != Clock::time_point();
+  const auto start = Clock::now();
+  for (uint32_t i = 0;; ++i) {
+    if (canProgress(s, r)) return;
+    if (aborted_.load(std::memory_order_relaxed)) throwAborted();
+    if ((i & 63) != 63) {
+      cpuRelax();
+      continue;
+    }
+    auto now = Clock::now();
+    if (hasDeadline && now >= op.deadline) throwTimeout(s, r, op);
+    if (now - start < kSpinFor) continue;
+    if (now - start < kSpinFor + kYieldFor) {
+      sched_yield();
+      continue;
+    }
+    break;
+  }
+
+  // Sleep: announce it, re-check, then wait unless the bell moved since it was read.
+  Segment* me = segs_[rank_];
+  for (;;) {
+    uint32_t seen = me->bell.load();
+    me->sleepers.fetch_add(1);
+    bool ready = canProgress(s, r) || aborted_.load();
+    if (!ready) {
+      timespec ts{0, kSliceNs};
+      futexCall(&me->bell, FUTEX_WAIT, seen, &ts);
+    }
+    me->sleepers.fetch_sub(1);
+    if (aborted_.load()) throwAborted();
+    if (ready || canProgress(s, r)) return;
+    if (hasDeadline && Clock::now() >= op.deadline) throwTimeout(s, r, op);
+    checkAlive(s, r, op);
+  }
+}
+
+// A peer's rendezvous TCP socket carries nothing after setup: if it becomes readable or
+// hung up, the peer closed it (exited, crashed, or destroyed its communicator).
+void ShmTransport::checkAlive(const Side& s, const Side& r, const OpInfo& op) {
+  if (!liveness_) return;
+  for (int peer : {r.complete() ? -1 : r.peer, s.complete() ? -1 : s.peer}) {
+    if (peer < 0) continue;
+    int fd = liveness_->peerSocket(peer);
+    if (fd < 0) continue;
+    pollfd p{fd, POLLIN | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) <= 0) continue;
+    if (canProgress(s, r)) return;  // its last message may have landed just before it left
+    if (aborted_.load()) throwAborted();
+    throw Error(ErrorCode::kPeerLost,
+                strcat("rank ", rank_, ": lost rank ", peer, " during ", opLabel(op),
+                       " (its connection closed while this rank waited for it in shared "
+                       "memory); rank ", peer, " probably exited or crashed — check its output"));
+  }
+}
+
+// ---- errors, abort, close -----------------------------------------------------------------
+
+void ShmTransport::throwTimeout(const Side& s, const Side& r, const OpInfo& op) {
+  std::string waiting;
+  if (!r.complete()) {
+    waiting = strcat("rank ", r.peer, " (receive: ", r.done, " of ", r.total, " stream bytes",
+                     r.done < kSlotBytes ? ", no header yet" : "", ")");
+  }
+  if (!s.complete()) {
+    waiting += strcat(waiting.empty() ? "" : " and ", "rank ", s.peer, " (send: ", s.done,
+                      " of ", s.total, " stream bytes; its ring is full)");
+  }
+  throw Error(ErrorCode::kTimeout,
+              strcat("rank ", rank_, ": ", opLabel(op), " timed out after ", op.timeoutMs,
+                     " ms waiting for ", waiting, " in shared memory; a rank may have stopped "
+                     "calling collectives or called them in a different order, or the timeout "
+                     "is too short for this size"));
+}
+
+void ShmTransport::throwAborted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  throw Error(ErrorCode::kAborted, reason_);
+}
+
+void ShmTransport::abort(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (aborted_.load()) return;
+  reason_ = reason;
+  aborted_.store(true);
+  // Wake this rank's own sleeper; the mapping is valid while mu_ is held (see close).
+  if (!segs_.empty() && segs_[rank_] != nullptr) ring(rank_);
+}
+
+void ShmTransport::unmapAll() {
+  for (size_t r = 0; r < segs_.size(); ++r) {
+    if (segs_[r] != nullptr) ::munmap(segs_[r], segBytes_[r]);
+    segs_[r] = nullptr;
+  }
+  if (!ownName_.empty()) ::shm_unlink(ownName_.c_str());
+  ownName_.clear();
+}
+
+void ShmTransport::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  unmapAll();
+  if (liveness_) liveness_->close();
+}
+
+}  // namespace nodeccl

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+// The shared-memory transport, for ranks on one host: every rank owns one POSIX shm segment
+// holding a doorbell and one ring per sender (its inbox); every rank maps every segment. A
+// message is a 64-byte header slot followed by its payload, padded to 64 bytes, streamed
+// through the fixed-size ring of its (sender, receiver) pair, so messages of any size move
+// with one copy in and one copy out and no system call while both sides are running.
+//
+// Waiting: spin briefly on the ring counters, then sleep on the rank's doorbell, a
+// process-shared futex that every writer to this rank's rings (and every reader of its
+// outgoing rings) bumps. Sleeps come in short slices; between them the TCP connection to each
+// involved peer (kept open from the rendezvous, carrying nothing) is polled, so a peer that
+// dies becomes kPeerLost within a few milliseconds. abort() bumps the doorbell.
+//
+// Segments are unlinked as soon as every rank has mapped them (see ShmTransport::setup), so
+// nothing is left in /dev/shm once the communicator is up, even if a process is killed.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+#include "transport/header.h"
+#include "transport/tcp/tcp_transport.h"
+#include "transport/transport.h"
+
+namespace nodeccl {
+
+class ShmTransport : public Transport {
+ public:
+  // Bytes of each (sender, receiver) ring: the most one sender can have in flight to one
+  // receiver. A multiple of 64.
+  static constexpr size_t kRingBytes = size_t(1) << 20;
+  // Header slot in front of every payload (the payload then starts 64-byte aligned).
+  static constexpr size_t kSlotBytes = 64;
+
+  // `liveness` is the rendezvous TCP mesh; it is kept open only to notice a dead peer.
+  ShmTransport(int rank, int size, std::unique_ptr<TcpTransport> liveness);
+  ~ShmTransport() override;
+
+  // Creates this rank's segment, publishes its name under `keyPrefix` in the store, maps every
+  // other rank's, and unlinks its own once all ranks report theirs mapped. Returns "" on
+  // success, else why shared memory cannot be used here (nothing is left behind then); every
+  // rank learns the outcome of every other, so all ranks agree (`anyFailed`).
+  std::string setup(Store& store, const std::string& keyPrefix, Millis timeout,
+                    bool* anyFailed);
+
+  const char* name() const override { return "shm"; }
+
+  // After a failed setup: hands back the TCP mesh, to be used as the transport instead.
+  std::unique_ptr<TcpTransport> takeLiveness() { return std::move(liveness_); }
+
+  void sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer, void* rbuf,
+                size_t rbytes, const OpInfo& op) override;
+  void abort(const std::string& reason) override;
+  void close() override;
+
+  // Non-blocking halves for a caller that must not wait (the small-message path on the JS
+  // thread): post a whole message when the ring has room for it, or take a whole message
+  // when it has fully arrived. False means "not now" (nothing was done); errors throw.
+  bool trySend(int peer, const void* buf, size_t bytes, const OpInfo& op);
+  bool tryRecv(int peer, void* buf, size_t bytes, const OpInfo& op);
+
+  // One direction of a sendRecv in progress (public for the helpers in shm_transport.cc).
+  struct Side {
+    int peer = -1;
+    unsigned char* buf = nullptr;
+    size_t bytes = 0;    // payload bytes
+    size_t total = 0;    // stream bytes: slot + payload padded to 64
+    size_t done = 0;     // stream bytes moved
+    unsigned char hdr[kSlotBytes] = {};
+    bool complete() const { return peer < 0 || done == total; }
+  };
+  struct Channel;
+  struct Segment;
+
+ private:
+  void unmapAll();                  // with mu_ held
+  Channel* inbox(int from) const;   // ring from `from` to this rank
+  Channel* outbox(int to) const;    // ring from this rank to `to`
+  void ring(int peer);              // bumps peer's doorbell
+  void progressSend(Side& s, const OpInfo& op);
+  void progressRecv(Side& r, const OpInfo& op);
+  bool canProgress(const Side& s, const Side& r) const;
+  void waitProgress(const Side& s, const Side& r, const OpInfo& op);
+  void checkAlive(const Side& s, const Side& r, const OpInfo& op);
+  void checkPeer(int peer, const char* what) const;
+  void startSend(Side& s, int peer, const void* buf, size_t bytes, const OpInfo& op);
+  void startRecv(Side& r, int peer, void* buf, size_t bytes);
+  [[noreturn]] void throwTimeout(const Side& s, const Side& r, const OpInfo& op);
+  [[noreturn]] void throwAborted();
+
+  int rank_;
+  int size_;
+  std::unique_ptr<TcpTransport> liveness_;
+  std::vector<Segment*> segs_;       // segs_[r]: rank r's segment, mapped here
+  std::vector<size_t> segBytes_;
+  std::string ownName_;              // while not yet unlinked
+  MessageSteps steps_;               // header step numbers (transport/header.h)
+  std::atomic<bool> aborted_{false};
+  mutable std::mutex mu_;            // guards reason_ and the mappings against abort/close
+  std::string reason_;
+};
+
+}  // namespace nodeccl

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+// Faults with real processes: a peer SIGKILLed before or between collectives at several world
+// sizes, a peer SIGSTOPped (alive, silent), and abort() while the peers are wedged. Every
+// surviving rank must fail with the right code, naming the rank, long before the timeout.
+import { describe, expect, it } from 'vitest';
+import { type RankResult, runRanks } from '../helpers/world';
+
+type Line = Record<string, unknown>;
+const lines = (r: RankResult): Line[] =>
+  r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+const find = (r: RankResult, what: string): Line => {
+  const l = lines(r).find((x) => x.what === what);
+  if (!l) throw new Error(`rank ${r.rank}: no '${what}' line\n${r.stdout}\n${r.stderr}`);
+  return l;
+};
+
+describe('a SIGKILLed peer', () => {
+  for (const [fault, n] of [['kill-before', 2], ['kill-before', 4], ['kill-between', 3]] as const) {
+    it(`${fault}, ${n} ranks: PEER_LOST naming the rank on every survivor, in seconds`,
+      async () => {
+        const victim = n - 1;
+        const results = await runRanks('faults.js', n,
+          { env: { FAULT: fault, VICTIM: String(victim) }, timeoutMs: 60_000 });
+        expect(results[victim].signal).toBe('SIGKILL');
+        for (const r of results.filter((x) => x.rank !== victim)) {
+          const op = find(r, 'allReduce');
+          expect(op.outcome, r.stderr).toBe('error');
+          expect(op.code).toBe('ERR_NODECCL_PEER_LOST');
+          expect(op.message).toMatch(new RegExp(`rank ${victim}\\b`));
+          expect(op.ms).toBeLessThan(10_000);  // the timeout is 20 s
+          expect(find(r, 'next').code).toBe('ERR_NODECCL_PEER_LOST');
+          expect(r.code).toBe(0);
+        }
+      }, 70_000);
+  }
+});
+
+describe('a SIGSTOPped peer', () => {
+  it('TIMEOUT naming the silent rank, then the survivors exit and the peer is continued',
+    async () => {
+      let victimPid = 0;
+      const results = await runRanks('faults.js', 2, {
+        env: { FAULT: 'stop', VICTIM: '1', OP_TIMEOUT_MS: '2000' },
+        timeoutMs: 60_000,
+        onStart: (children) => {
+          const victim = children[1];
+          victimPid = victim.pid ?? 0;
+          victim.stdout?.on('data', (d: Buffer) => {
+            if (String(d).includes('"ready"')) process.kill(victimPid, 'SIGSTOP');
+          });
+          children[0].on('close', () => process.kill(victimPid, 'SIGCONT'));
+        },
+      });
+      const op = find(results[0], 'allReduce');
+      expect(op.outcome, results[0].stderr).toBe('error');
+      expect(op.code).toBe('ERR_NODECCL_TIMEOUT');
+      expect(op.message).toMatch(/waiting for rank 1\b/);
+      expect(op.ms).toBeLessThan(15_000);
+      // The continued victim learns of the failure too instead of hanging.
+      expect(find(results[1], 'allReduce').outcome).toBe('error');
+    }, 70_000);
+});
+
+describe('abort()', () => {
+  it('returns at once while the peers are wedged; the communicator stays unusable', async () => {
+    const results = await runRanks('faults.js', 3, { env: { FAULT: 'abort' }, timeoutMs: 60_000 });
+    const r0 = results[0];
+    expect(find(r0, 'abortCall').ms).toBeLessThan(1000);
+    const op = find(r0, 'allReduce');
+    expect(op.code, r0.stderr).toBe('ERR_NODECCL_ABORTED');
+    expect(op.message).toMatch(/test abort/);
+    expect(find(r0, 'next').code).toBe('ERR_NODECCL_ABORTED');
+    for (const r of results.slice(1)) {
+      // The others were sleeping: their first call fails with rank 0's abort.
+      expect(find(r, 'allReduce').code, r.stderr).toBe('ERR_NODECCL_ABORTED');
+      expect(find(r, 'allReduce').message).toMatch(/communicator aborted: (rank 0: )?test abort/);
+    }
+  }, 70_000);
+});
