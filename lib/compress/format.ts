@@ -20,6 +20,7 @@ import { NodecclError, NodecclTypeError } from '../errors';
 import { describeValue } from '../options';
 import { checkShape, elementCount } from './native';
 import { decompress, matrixView, type CompressedTensor } from './types';
+import { writeFileAtomic } from '../atomic-write';
 
 /** A model as the file stores it: tensors by name (in insertion order) and free metadata. */
 export interface CompressedModel {
@@ -132,29 +133,14 @@ export function encodeCompressedModel(model: CompressedModel): Uint8Array {
 export function saveCompressedModel(file: string, model: CompressedModel): number {
   const bytes = encodeCompressedModel(model);
   const target = path.resolve(file);
-  const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.` +
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.` +
     `${randomBytes(4).toString('hex')}.tmp`);
-  let fd = -1;
   try {
-    fd = fs.openSync(tmp, 'wx', 0o644);
-    for (let at = 0; at < bytes.length;) at += fs.writeSync(fd, bytes, at, bytes.length - at);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = -1;
-    fs.renameSync(tmp, target);
+    writeFileAtomic(target, bytes, tmp);
   } catch (e) {
-    if (fd >= 0) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
     throw new NodecclError('ERR_NODECCL_IO', `saveCompressedModel(): could not write ` +
       `${target}: ${(e as Error).message}`);
   }
-  // The rename is durable once the folder's entry is on disk (best effort: not every
-  // platform can open a folder for fsync).
-  try {
-    const dfd = fs.openSync(dir, 'r');
-    try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
-  } catch { /* the data itself is already synced */ }
   return bytes.length;
 }
 

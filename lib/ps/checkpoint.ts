@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import { NodecclError } from '../errors';
+import { writeFileAtomic } from '../atomic-write';
 
 /** Marks our files; loading anything else fails clearly. */
 export const CHECKPOINT_FORMAT = 'nodeccl.ps/1';
@@ -28,25 +29,10 @@ function ioError(what: string, file: string, e: unknown): NodecclError {
 export function writeCheckpoint(file: string, state: Record<string, unknown>): void {
   const bytes = v8.serialize({ format: CHECKPOINT_FORMAT, ...state });
   const tmp = `${file}${TMP_INFIX}${process.pid}`;
-  let fd = -1;
   try {
-    fd = fs.openSync(tmp, 'w', 0o644);
-    for (let at = 0; at < bytes.length;) at += fs.writeSync(fd, bytes, at, bytes.length - at);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = -1;
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, bytes, tmp);
   } catch (e) {
-    if (fd >= 0) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
     throw ioError('writing', file, e);
-  }
-  // The rename is durable once the folder's entry is on disk.
-  const dir = fs.openSync(path.dirname(path.resolve(file)), 'r');
-  try {
-    fs.fsyncSync(dir);
-  } finally {
-    fs.closeSync(dir);
   }
   removeStaleTemps(file);
 }
