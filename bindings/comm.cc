@@ -127,6 +127,35 @@ void* bufferArg(const Napi::CallbackInfo& info, size_t i, const char* what, size
   return view.data;
 }
 
+// A JS array of non-negative integer counts at info[i], `n` of them.
+std::vector<size_t> countsArg(const Napi::CallbackInfo& info, size_t i, const char* what,
+                              size_t n) {
+  if (!info[i].IsArray() || info[i].As<Napi::Array>().Length() != n) {
+    throw makeError(info.Env(), ErrorCode::kInvalidArgument,
+                    std::string(what) + " must be an array of " + std::to_string(n) + " counts");
+  }
+  Napi::Array a = info[i].As<Napi::Array>();
+  std::vector<size_t> out(n);
+  for (uint32_t k = 0; k < n; ++k) {
+    Napi::Value v = a.Get(k);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0) || d != static_cast<double>(static_cast<size_t>(d))) {
+      throw makeRangeError(info.Env(), std::string(what) + "[" + std::to_string(k) +
+                                           "] must be a non-negative integer");
+    }
+    out[k] = static_cast<size_t>(d);
+  }
+  return out;
+}
+
+// The typed array at info[i], or null when it is null/undefined (a buffer only the root uses;
+// a null is then not kept referenced: references hold objects only).
+void* optionalBufferArg(const Napi::CallbackInfo& info, size_t i, const char* what,
+                        size_t count, DataType dtype) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return bufferArg(info, i, what, count, dtype);
+}
+
 // ---- the wrapped communicator ---------------------------------------------------------------
 
 class CommWrap : public Napi::ObjectWrap<CommWrap> {
@@ -143,6 +172,10 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
                         InstanceMethod("barrier", &CommWrap::Barrier),
                         InstanceMethod("send", &CommWrap::Send),
                         InstanceMethod("recv", &CommWrap::Recv),
+                        InstanceMethod("allToAll", &CommWrap::AllToAll),
+                        InstanceMethod("gather", &CommWrap::Gather),
+                        InstanceMethod("scatter", &CommWrap::Scatter),
+                        InstanceMethod("batchSendRecv", &CommWrap::BatchSendRecv),
                         InstanceMethod("abort", &CommWrap::Abort),
                         InstanceMethod("destroy", &CommWrap::Destroy)});
   }
@@ -364,6 +397,89 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     }, {info[0]});
   }
 
+  Napi::Value AllToAll(const Napi::CallbackInfo& info) {
+    const size_t n = static_cast<size_t>(comm_ ? comm_->size() : 0);
+    std::vector<size_t> sc = countsArg(info, 2, "sendCounts", n);
+    std::vector<size_t> rc = countsArg(info, 3, "recvCounts", n);
+    DataType dtype = dtypeArg(info, 4);
+    size_t sTotal = 0, rTotal = 0;
+    for (size_t c : sc) sTotal += c;
+    for (size_t c : rc) rTotal += c;
+    const void* in = bufferArg(info, 0, "input", sTotal, dtype);
+    void* out = bufferArg(info, 1, "output", rTotal, dtype);
+    Millis timeout = timeoutArg(info, 5);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::allToAll(c, in, sc, out, rc, dtype, timeout);
+    }, {info[0], info[1]});
+  }
+
+  // gather(input, output | null, count, dtype, root, timeout): output is read on the root only.
+  Napi::Value Gather(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 2);
+    DataType dtype = dtypeArg(info, 3);
+    const void* in = bufferArg(info, 0, "input", count, dtype);
+    void* out = optionalBufferArg(info, 1, "output",
+                                  count * static_cast<size_t>(comm_ ? comm_->size() : 0), dtype);
+    int root = intArg(info, 4, "root");
+    Millis timeout = timeoutArg(info, 5);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::gather(c, in, out, count, dtype, root, timeout);
+    }, out != nullptr ? std::vector<Napi::Value>{info[0], info[1]}
+                      : std::vector<Napi::Value>{info[0]});
+  }
+
+  // scatter(input | null, output, count, dtype, root, timeout): input is read on the root only.
+  Napi::Value Scatter(const Napi::CallbackInfo& info) {
+    size_t count = countArg(info, 2);
+    DataType dtype = dtypeArg(info, 3);
+    const void* in = optionalBufferArg(info, 0, "input",
+                                       count * static_cast<size_t>(comm_ ? comm_->size() : 0),
+                                       dtype);
+    void* out = bufferArg(info, 1, "output", count, dtype);
+    int root = intArg(info, 4, "root");
+    Millis timeout = timeoutArg(info, 5);
+    return enqueue(info.Env(), [=](Communicator& c) {
+      nodeccl::scatter(c, in, out, count, dtype, root, timeout);
+    }, in != nullptr ? std::vector<Napi::Value>{info[0], info[1]}
+                     : std::vector<Napi::Value>{info[1]});
+  }
+
+  // batchSendRecv(sendPeers, sendBufs, recvPeers, recvBufs, timeout): whole typed arrays.
+  Napi::Value BatchSendRecv(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<Napi::Value> keep;
+    auto readList = [&](size_t pi, size_t bi, const char* what, auto add) {
+      if (!info[pi].IsArray() || !info[bi].IsArray() ||
+          info[pi].As<Napi::Array>().Length() != info[bi].As<Napi::Array>().Length()) {
+        throw makeError(env, ErrorCode::kInvalidArgument,
+                        std::string(what) + " peers and buffers must be arrays of one length");
+      }
+      Napi::Array peers = info[pi].As<Napi::Array>(), bufs = info[bi].As<Napi::Array>();
+      for (uint32_t k = 0; k < peers.Length(); ++k) {
+        Napi::Value p = peers.Get(k), b = bufs.Get(k);
+        if (!p.IsNumber()) {
+          throw makeError(env, ErrorCode::kInvalidArgument,
+                          std::string(what) + " peer must be an integer");
+        }
+        ByteView v = typedArrayView(b, what);
+        keep.push_back(b);
+        add(p.As<Napi::Number>().Int32Value(), v);
+      }
+    };
+    std::vector<nodeccl::P2PSend> sends;
+    std::vector<nodeccl::P2PRecv> recvs;
+    readList(0, 1, "sends", [&](int peer, const ByteView& v) {
+      sends.push_back({peer, v.data, v.bytes});
+    });
+    readList(2, 3, "recvs", [&](int peer, const ByteView& v) {
+      recvs.push_back({peer, v.data, v.bytes});
+    });
+    Millis timeout = timeoutArg(info, 4);
+    return enqueue(env, [=](Communicator& c) {
+      nodeccl::batchSendRecv(c, sends, recvs, timeout);
+    }, keep);
+  }
+
   // Synchronous and thread-safe in the core: wakes a blocked operation at once.
   Napi::Value Abort(const Napi::CallbackInfo& info) {
     std::string reason = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value()
@@ -463,8 +579,8 @@ std::shared_ptr<nodeccl::TcpStoreClient> connectCancellable(PendingCreate& p,
   for (;;) {
     auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     try {
-      return std::make_shared<nodeccl::TcpStoreClient>(host, port,
-                                                       std::max(Millis(1), std::min(left, Millis(250))));
+      Millis attempt = std::max(Millis(1), std::min(left, Millis(250)));
+      return std::make_shared<nodeccl::TcpStoreClient>(host, port, attempt);
     } catch (const nodeccl::Error& e) {
       if (e.code() != ErrorCode::kTimeout) throw;
     }

@@ -5,7 +5,7 @@
 import { checkBuffer, checkTensorLength } from './buffers';
 import { DTYPE_CODES, inferDType, REDUCE_OP_CODES, type DType, type ReduceOpName } from './dtype';
 import { fromNative, NodecclError, NodecclRangeError, NodecclTypeError } from './errors';
-import type { NativeCommunicator } from './native';
+import { native, type NativeCommunicator } from './native';
 import { checkOptions, describeValue } from './options';
 import type { Store, StoreServer } from './store';
 import { Tensor } from './tensor';
@@ -45,6 +45,31 @@ interface View {
 
 type Ctor = new (n: number) => ArrayBufferView & { length: number };
 
+/** Options of allToAll: per-peer element counts (default: an even split of the input). */
+export interface AllToAllOptions extends CollectiveOptions {
+  /** Elements this rank sends to each rank, in rank order (size entries). */
+  sendCounts?: number[];
+  /**
+   * Elements this rank receives from each rank. Default: equal to sendCounts for an even
+   * split; for uneven sendCounts the ranks exchange their counts first (one small all-to-all).
+   */
+  recvCounts?: number[];
+}
+
+/** One message of a batched sendRecv. */
+export interface SendSpec { peer: number; send: TensorLike }
+export interface RecvSpec<T extends TensorLike = TensorLike> { peer: number; recv: T }
+
+/** Where the job's store is and how this communicator was made; kept for split() and group(). */
+export interface CommWorld {
+  storeHost: string;
+  storePort: number;
+  /** The store namespace of this communicator's keys ('nodeccl/world' for init's). */
+  prefix: string;
+  listenHost: string;
+  transport: string;
+}
+
 /** Resolves a Tensor or TypedArray argument to its array, dtype and element count. */
 function view(fn: string, what: string, x: unknown): View {
   if (x instanceof Tensor) {
@@ -74,14 +99,108 @@ export class Communicator {
   readonly store: Store;
 
   private destroyed = false;
+  // split() and group() calls so far: every rank counts the same, naming each child uniquely.
+  private splits = 0;
 
-  /** @internal Use `init()`. */
+  /**
+   * @internal Use `init()`, `split()` or `group()`. `ownsStore` is false for sub-communicators,
+   * which share their parent's store client.
+   */
   constructor(private readonly nativeComm: NativeCommunicator, store: Store,
-              private readonly server: StoreServer | null, timeoutMs: number) {
+              private readonly server: StoreServer | null, timeoutMs: number,
+              private readonly world: CommWorld | null = null,
+              private readonly ownsStore = true) {
     this.rank = nativeComm.rank();
     this.size = nativeComm.size();
     this.store = store;
     this.timeoutMs = timeoutMs;
+  }
+
+  /**
+   * Splits this communicator into disjoint sub-communicators, MPI_Comm_split style: ranks that
+   * pass the same `color` (a non-negative integer) form one, ordered by `key` (default: this
+   * rank), ties broken by rank here. A `color` of null or -1 joins none and resolves to null.
+   * Collective: every rank of this communicator must call it, in the same order as its other
+   * collectives. The child has its own ranks, every collective, and destroy(); destroy it
+   * before this one.
+   */
+  async split(color: number | null, key: number = this.rank,
+              options: CollectiveOptions = {}): Promise<Communicator | null> {
+    const fn = 'split';
+    checkOptions(fn, options, ['timeoutMs']);
+    const c = color === null ? -1 : color;
+    if (typeof c !== 'number' || !Number.isInteger(c) || c < -1 || c > 0x7fffffff) {
+      throw new NodecclRangeError(`rank ${this.rank}: split color ${describeValue(color)} must ` +
+        'be a non-negative integer (or null / -1 for no group)');
+    }
+    if (typeof key !== 'number' || !Number.isInteger(key) || Math.abs(key) > 0x7fffffff) {
+      throw new NodecclRangeError(`rank ${this.rank}: split key ${describeValue(key)} must be ` +
+        'a 32-bit integer');
+    }
+    return this.splitWith(fn, c, key, 0, options);
+  }
+
+  /**
+   * A sub-communicator of the listed ranks of this one, numbered in list order (ranks[i]
+   * becomes rank i); resolves to null on ranks not listed. Collective: every rank must call it
+   * with the same list (checked: a different list fails on every rank).
+   */
+  async group(ranks: number[], options: CollectiveOptions = {}): Promise<Communicator | null> {
+    const fn = 'group';
+    checkOptions(fn, options, ['timeoutMs']);
+    if (!Array.isArray(ranks) || ranks.length === 0) {
+      throw new NodecclTypeError(`rank ${this.rank}: group ranks must be a non-empty array of ` +
+        `ranks, got ${describeValue(ranks)}`);
+    }
+    const seen = new Set<number>();
+    for (const r of ranks) {
+      this.peer(fn, 'ranks entry', r, true);
+      if (seen.has(r)) {
+        throw new NodecclRangeError(`rank ${this.rank}: group ranks list rank ${r} twice; ` +
+          'list each rank once');
+      }
+      seen.add(r);
+    }
+    // A checksum of the list, so that ranks passing different lists fail instead of hanging.
+    let h = 17;
+    for (const r of ranks) h = (Math.imul(h, 31) + r + 1) | 0;
+    const i = ranks.indexOf(this.rank);
+    return this.splitWith(fn, i < 0 ? -1 : 0, i, h, options);
+  }
+
+  private async splitWith(fn: string, color: number, key: number, check: number,
+                          options: CollectiveOptions): Promise<Communicator | null> {
+    if (!this.world) {
+      throw new NodecclError('ERR_NODECCL_INVALID_ARGUMENT', `rank ${this.rank}: ${fn} needs a ` +
+        'communicator made by init() (this one has no store address)');
+    }
+    const n = ++this.splits;
+    const all = await this.allGather(new Int32Array([color, key, check]), undefined, options);
+    for (let r = 0; r < this.size; r++) {
+      if (all[3 * r + 2] !== check) {
+        throw new NodecclRangeError(`rank ${this.rank}: ${fn} #${n}: rank ${r} passed a ` +
+          `different ranks list than this rank; every rank must pass the same list`);
+      }
+    }
+    if (color < 0) return null;
+    const members: number[] = [];
+    for (let r = 0; r < this.size; r++) if (all[3 * r] === color) members.push(r);
+    members.sort((a, b) => (all[3 * a + 1] - all[3 * b + 1]) || (a - b));
+    const w = this.world;
+    const prefix = `${w.prefix}/${fn}${n}/c${color}`;
+    const nativeComm = await native().createCommunicator({
+      rank: members.indexOf(this.rank),
+      size: members.length,
+      storeHost: w.storeHost,
+      storePort: w.storePort,
+      prefix,
+      listenHost: w.listenHost,
+      initTimeoutMs: this.timeout(fn, options),
+      timeoutMs: this.timeoutMs,
+      transport: w.transport,
+    }).catch((e: unknown) => { throw fromNative(e); });
+    return new Communicator(nativeComm, this.store, null, this.timeoutMs, { ...w, prefix },
+      false);
   }
 
   /**
@@ -200,6 +319,145 @@ export class Communicator {
   }
 
   /**
+   * All-to-all: sends block p of `input` to rank p and receives rank p's block for this rank
+   * into block p of `output`. Even split by default (input length a multiple of size); uneven
+   * with `sendCounts` (and `recvCounts`, else exchanged first). `output` is allocated when
+   * omitted. Resolves to it.
+   */
+  async allToAll<T extends TensorLike>(input: T, output?: T, options: AllToAllOptions = {}):
+      Promise<T> {
+    const fn = 'allToAll';
+    checkOptions(fn, options, ['sendCounts', 'recvCounts', 'timeoutMs']);
+    const vin = view(fn, 'input', input);
+    const timeout = this.timeout(fn, options);
+    let sendCounts = options.sendCounts;
+    let recvCounts = options.recvCounts;
+    if (sendCounts === undefined) {
+      if (vin.count % this.size !== 0) {
+        throw new NodecclRangeError(`rank ${this.rank}: allToAll input has ${vin.count} ` +
+          `elements, not a multiple of the ${this.size} ranks; pad it, or pass sendCounts`);
+      }
+      sendCounts = new Array<number>(this.size).fill(vin.count / this.size);
+      recvCounts ??= sendCounts;
+    }
+    this.counts(fn, 'sendCounts', sendCounts);
+    const sent = sendCounts.reduce((a, b) => a + b, 0);
+    if (sent !== vin.count) {
+      throw new NodecclRangeError(`rank ${this.rank}: allToAll sendCounts sum to ${sent} but ` +
+        `input has ${vin.count} elements; make them agree`);
+    }
+    if (recvCounts === undefined) {
+      // Each rank tells each other how much it will send: one element per pair.
+      const got = new Float64Array(this.size);
+      await this.run(fn, () => this.nativeComm.allToAll(Float64Array.from(sendCounts!), got,
+        new Array(this.size).fill(1), new Array(this.size).fill(1), DTYPE_CODES.float64,
+        timeout));
+      recvCounts = Array.from(got);
+    }
+    this.counts(fn, 'recvCounts', recvCounts);
+    const total = recvCounts.reduce((a, b) => a + b, 0);
+    const out = output ?? this.allocate(input, total, null);
+    const vout = view(fn, 'output', out);
+    this.sameDType(fn, vin, vout);
+    if (vout.count !== total) {
+      throw new NodecclRangeError(`rank ${this.rank}: allToAll output has ${vout.count} ` +
+        `elements but recvCounts sum to ${total}; pass an output of ${total} elements`);
+    }
+    const rc = recvCounts;
+    await this.run(fn, () => this.nativeComm.allToAll(vin.data, vout.data, sendCounts!, rc,
+      DTYPE_CODES[vin.dtype], timeout));
+    return out;
+  }
+
+  /**
+   * Gathers every rank's `input` into the root's `output` in rank order (size × input length;
+   * allocated when omitted). Resolves to the output on the root and to null elsewhere.
+   */
+  async gather<T extends TensorLike>(input: T, output?: T | null, options: RootOptions = {}):
+      Promise<T | null> {
+    const fn = 'gather';
+    checkOptions(fn, options, ['root', 'timeoutMs']);
+    const vin = view(fn, 'input', input);
+    const root = this.peer(fn, 'root', options.root ?? 0, true);
+    let out: T | null = null;
+    let vout: View | null = null;
+    if (this.rank === root) {
+      out = output ?? this.allocate(input, vin.count * this.size, [this.size]);
+      vout = view(fn, 'output', out);
+      this.sameDType(fn, vin, vout);
+      if (vout.count !== vin.count * this.size) {
+        throw new NodecclRangeError(`rank ${this.rank}: gather output has ${vout.count} ` +
+          `elements but needs ${vin.count * this.size} (input ${vin.count} × ${this.size} ` +
+          'ranks)');
+      }
+    }
+    await this.run(fn, () => this.nativeComm.gather(vin.data, vout ? vout.data : null,
+      vin.count, DTYPE_CODES[vin.dtype], root, this.timeout(fn, options)));
+    return out;
+  }
+
+  /**
+   * Sends block r of the root's `input` (size × output length; ignored elsewhere, may be null)
+   * to rank r's `output`. Resolves to `output`.
+   */
+  async scatter<T extends TensorLike>(input: T | null, output: T, options: RootOptions = {}):
+      Promise<T> {
+    const fn = 'scatter';
+    checkOptions(fn, options, ['root', 'timeoutMs']);
+    const vout = view(fn, 'output', output);
+    const root = this.peer(fn, 'root', options.root ?? 0, true);
+    let vin: View | null = null;
+    if (this.rank === root) {
+      vin = view(fn, 'input', input);
+      this.sameDType(fn, vin, vout);
+      if (vin.count !== vout.count * this.size) {
+        throw new NodecclRangeError(`rank ${this.rank}: scatter input has ${vin.count} ` +
+          `elements but needs ${vout.count * this.size} (output ${vout.count} × ${this.size} ` +
+          'ranks)');
+      }
+    }
+    await this.run(fn, () => this.nativeComm.scatter(vin ? vin.data : null, vout.data,
+      vout.count, DTYPE_CODES[vout.dtype], root, this.timeout(fn, options)));
+    return output;
+  }
+
+  /**
+   * Several sends and receives at once, with any peers (this rank included) and in any order,
+   * without deadlock: the messages between two ranks match in list order, and each receive
+   * must have the byte length of its send. The peer must use sendRecv() too (a plain recv()
+   * checks a dtype and count that batched messages do not carry).
+   * Resolves to the receive tensors.
+   */
+  async sendRecv<T extends TensorLike>(sends: SendSpec[], recvs: RecvSpec<T>[],
+                                       options: CollectiveOptions = {}): Promise<T[]> {
+    const fn = 'sendRecv';
+    checkOptions(fn, options, ['timeoutMs']);
+    const list = <S>(what: string, xs: S[], get: (x: S) => unknown) => {
+      if (!Array.isArray(xs)) {
+        throw new NodecclTypeError(`rank ${this.rank}: ${fn} ${what} must be an array of ` +
+          `{ peer, ${what === 'sends' ? 'send' : 'recv'} }, got ${describeValue(xs)}`);
+      }
+      const peers: number[] = [];
+      const bufs: ArrayBufferView[] = [];
+      xs.forEach((x, i) => {
+        if (typeof x !== 'object' || x === null) {
+          throw new NodecclTypeError(`rank ${this.rank}: ${fn} ${what}[${i}] must be an ` +
+            `object, got ${describeValue(x)}`);
+        }
+        const peer = (x as unknown as { peer: unknown }).peer;
+        peers.push(this.peer(fn, `${what}[${i}].peer`, peer, true));
+        bufs.push(view(fn, `${what}[${i}]`, get(x)).data);
+      });
+      return { peers, bufs };
+    };
+    const s = list('sends', sends, (x) => x.send);
+    const r = list('recvs', recvs, (x) => x.recv);
+    await this.run(fn, () => this.nativeComm.batchSendRecv(s.peers, s.bufs, r.peers, r.bufs,
+      this.timeout(fn, options)));
+    return recvs.map((x) => x.recv);
+  }
+
+  /**
    * Fails the operation in progress and every later one at once, here and on the other ranks
    * (ERR_NODECCL_ABORTED carrying `reason`). Use it to give up on a wedged job.
    */
@@ -216,7 +474,7 @@ export class Communicator {
     } catch (e) {
       throw fromNative(e);
     } finally {
-      this.store.close();
+      if (this.ownsStore) this.store.close();
       this.server?.stop();
     }
   }
@@ -255,6 +513,14 @@ export class Communicator {
         'pass another rank');
     }
     return r;
+  }
+
+  private counts(fn: string, what: string, xs: unknown): void {
+    if (!Array.isArray(xs) || xs.length !== this.size ||
+        !xs.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
+      throw new NodecclRangeError(`rank ${this.rank}: ${fn} ${what} must be an array of ` +
+        `${this.size} non-negative integers (one per rank), got ${describeValue(xs)}`);
+    }
   }
 
   private timeout(fn: string, options: CollectiveOptions): number {

@@ -3,6 +3,7 @@
 export { init, type InitOptions } from './init';
 export {
   Communicator, type TensorLike, type CollectiveOptions, type ReduceOptions, type RootOptions,
+  type AllToAllOptions, type SendSpec, type RecvSpec,
 } from './comm';
 export { Store, StoreServer, DEFAULT_STORE_TIMEOUT_MS } from './store';
 export * from './tensor';
@@ -13,6 +14,7 @@ export * from './loss';
 export * from './compress';
 export * from './train';
 export * from './ps';
+export * from './parallel';
 export { resolveWorld, type WorldInfo } from './env';
 export {
   NodecclError, NodecclTypeError, NodecclRangeError, type NodecclErrorCode,

@@ -79,18 +79,22 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   let store: Store | null = null;
   try {
     store = await Store.connect({ host: world.masterAddr, port, timeoutMs: remaining() });
-    const nativeComm = await native().createCommunicator({
-      rank: world.rank,
-      size: world.size,
+    const where = {
       storeHost: world.masterAddr,
       storePort: port,
       prefix: 'nodeccl/world',
       listenHost: options.listenHost ?? process.env.NODECCL_LISTEN_HOST ?? '',
+      transport: process.env.NODECCL_TRANSPORT ?? 'auto',
+    };
+    const nativeComm = await native().createCommunicator({
+      rank: world.rank,
+      size: world.size,
+      ...where,
       initTimeoutMs: remaining(),
       timeoutMs,
-      transport: process.env.NODECCL_TRANSPORT ?? 'auto',
     }).catch((e: unknown) => { throw fromNative(e); });
-    return new Communicator(nativeComm, store, server, timeoutMs);
+    // `where` lets split() and group() make sub-communicators through the same store.
+    return new Communicator(nativeComm, store, server, timeoutMs, where);
   } catch (e) {
     store?.close();
     server?.stop();

@@ -43,6 +43,14 @@ export interface NativeCommunicator {
        timeoutMs: number): Promise<void>;
   recv(data: ArrayBufferView, count: number, dtype: number, peer: number,
        timeoutMs: number): Promise<void>;
+  allToAll(input: ArrayBufferView, output: ArrayBufferView, sendCounts: number[],
+           recvCounts: number[], dtype: number, timeoutMs: number): Promise<void>;
+  gather(input: ArrayBufferView, output: ArrayBufferView | null, count: number, dtype: number,
+         root: number, timeoutMs: number): Promise<void>;
+  scatter(input: ArrayBufferView | null, output: ArrayBufferView, count: number, dtype: number,
+          root: number, timeoutMs: number): Promise<void>;
+  batchSendRecv(sendPeers: number[], sendBufs: ArrayBufferView[], recvPeers: number[],
+                recvBufs: ArrayBufferView[], timeoutMs: number): Promise<void>;
   abort(reason: string): void;
   destroy(): Promise<void>;
 }

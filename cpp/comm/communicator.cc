@@ -12,7 +12,8 @@
 // Error propagation: the first error a rank records (a failed operation, or abort()) is
 // published with compareSet(`abort`, absent -> "<code name>\n<text>"), so the first error of the
 // whole group wins, and every rank fails with its code and text (a mismatch stays a mismatch,
-// a lost peer stays a lost peer, on every rank). Every rank runs a watcher thread blocked in get(`abort`) on its own store connection;
+// a lost peer stays a lost peer, on every rank). Every rank runs a watcher thread blocked in
+// get(`abort`) on its own store connection;
 // when the key appears it aborts its transport with that text, so ranks blocked in the same
 // collective fail at once with the original cause instead of waiting for their timeout.
 #include "comm/communicator.h"
@@ -28,7 +29,9 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/trace.h"
 #include "transport/shm/shm_transport.h"
+#include "transport/tcp/interface.h"
 #include "transport/tcp/tcp_transport.h"
 
 namespace nodeccl {
@@ -88,6 +91,7 @@ struct Communicator::Impl {
   std::unique_ptr<TcpTransport> tcp;        // during the rendezvous
   std::unique_ptr<Transport> transport;     // the one in use; null for a world of one
   ShmTransport* shm = nullptr;              // transport, when it is shared memory
+  std::unique_ptr<trace::CommTimeline> timeline;  // NODECCL_TRACE; null when off
   std::thread watcher;
 
   std::atomic<bool> destroyed{false};
@@ -179,6 +183,7 @@ Communicator::Communicator(std::shared_ptr<Store> store, const CommOptions& opts
     : impl_(new Impl), opts_(opts) {
   impl_->opts = opts;
   impl_->store = std::move(store);
+  if (trace::enabled()) impl_->timeline = std::make_unique<trace::CommTimeline>(opts.rank);
 }
 
 Communicator::~Communicator() { destroy(); }
@@ -214,10 +219,26 @@ void Communicator::Impl::claimRank() {
 }
 
 // Listens, then publishes size before address: a visible address implies a visible size.
+// The address: listenHost when given, else that of the interface NODECCL_SOCKET_IFNAME names,
+// else the one this machine reaches the store from (one interface, never every one).
 std::string Communicator::Impl::publishAddress() {
-  std::string host = opts.listenHost;
-  if (host.empty()) host = store->localHost();
+  std::string host = opts.listenHost, why = "listenHost";
+  const char* ifname = std::getenv("NODECCL_SOCKET_IFNAME");
+  if (host.empty() && ifname != nullptr && *ifname != '\0') {
+    host = net::interfaceAddress(ifname, who());
+    why = strcat("NODECCL_SOCKET_IFNAME=", ifname);
+  }
+  if (host.empty()) {
+    host = store->localHost();
+    why = "the interface that reaches the store";
+  }
   if (host.empty()) host = "127.0.0.1";
+  std::string ifName = isWildcard(host) ? std::string() : net::interfaceOf(host);
+  NODECCL_INFO("init", opts.rank, opts.size, "transport listens on ",
+               isWildcard(host) ? strcat("every interface (", host, ")")
+                                : strcat(ifName.empty() ? "" : "interface " + ifName + " ",
+                                         "address ", host),
+               " (", why, ")");
   tcp = std::make_unique<TcpTransport>(opts.rank, opts.size, host, opts.token);
   std::string published = host;
   if (isWildcard(host)) {
@@ -545,6 +566,12 @@ void Communicator::beginOp(OpKind kind, Millis timeout, const OpParams& params) 
   if (kind != OpKind::kPointToPoint) op_.step += 1;
   op_.deadline = net::deadlineAfter(t);
   op_.timeoutMs = static_cast<uint32_t>(std::min<int64_t>(t.count(), UINT32_MAX));
+  if (impl_->timeline) {
+    impl_->timeline->beginOp(opKindName(kind), strcat("\"seq\":", op_.seq, ",\"step\":", op_.step,
+                                                      ",\"count\":", params.count,
+                                                      ",\"dtype\":", params.dtype,
+                                                      ",\"root\":", params.root));
+  }
 }
 
 void Communicator::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer,
@@ -564,6 +591,13 @@ void Communicator::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int r
   } guard(impl_->active);
   throwIfUnusable(*this, impl_->destroyed.load(), false);
   try {
+    if (impl_->timeline) {
+      trace::ScopedCurrent track(impl_->timeline->track());
+      auto t0 = trace::Clock::now();
+      impl_->transport->sendRecv(sendPeer, sbuf, sbytes, recvPeer, rbuf, rbytes, op_);
+      impl_->timeline->step(t0, trace::Clock::now(), sendPeer, sbytes, recvPeer, rbytes);
+      return;
+    }
     impl_->transport->sendRecv(sendPeer, sbuf, sbytes, recvPeer, rbuf, rbytes, op_);
   } catch (const Error& e) {
     throwIfUnusable(*this, impl_->destroyed.load(), false);
@@ -623,6 +657,7 @@ void Communicator::destroy() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (m.transport && m.active.load() == 0) m.transport->close();
+  if (m.timeline) m.timeline->finish();
   NODECCL_INFO("init", opts_.rank, opts_.size, "communicator destroyed");
 }
 

@@ -38,7 +38,10 @@ enum Cmd : uint8_t {
 enum Status : uint8_t { kOk = 0, kTimeout = 1, kError = 2 };
 
 constexpr size_t kHeaderBytes = 9;           // length, id, code
-constexpr uint32_t kMaxFrameBytes = 1u << 30;  // larger lengths mean a corrupt stream
+// The largest length a frame may claim (the bytes after its 4-byte length): a request that
+// would be larger fails on the client with an error naming this limit, and a server that
+// sees a larger length drops the connection without buffering any of it.
+constexpr uint32_t kMaxFrameBytes = 64u << 20;
 
 // Builds one frame.
 class Writer {

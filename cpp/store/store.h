@@ -55,6 +55,24 @@ class Store {
   virtual void close() {}
 };
 
+// What a store server holds at most, so that no client (a hostile one included) can make it
+// allocate without bound. A single request is also capped, at storeproto::kMaxFrameBytes.
+struct StoreLimits {
+  // Client connections open at once; more are accepted and closed at once, with a warning.
+  // A job needs about two per rank (the rank's requests and its abort watcher).
+  size_t maxConnections = 4096;
+  // Bytes received but not yet run, plus answers not yet sent, over all connections. A client
+  // whose bytes would pass it is dropped, with a warning naming the limit.
+  size_t maxBufferedBytes = size_t(256) << 20;
+  // Bytes of keys and values held; a set or add past it fails with an error naming it.
+  size_t maxStoredBytes = size_t(1) << 30;
+
+  // The defaults, overridden by NODECCL_STORE_MAX_CONNECTIONS, NODECCL_STORE_MAX_BUFFERED_MB
+  // and NODECCL_STORE_MAX_STORED_MB (each logged at info when set; kInvalidArgument naming
+  // the variable when not a positive integer).
+  static StoreLimits fromEnv();
+};
+
 // Serves the store on a background thread until stop() or destruction.
 class TcpStoreServer {
  public:
@@ -62,7 +80,8 @@ class TcpStoreServer {
   // taken, with the hint to choose another MASTER_PORT.
   // `token`: the job token clients must prove (auth.h); "" accepts clients without one.
   TcpStoreServer(const std::string& host, int port,
-                 const std::string& token = auth::tokenFromEnv());
+                 const std::string& token = auth::tokenFromEnv(),
+                 const StoreLimits& limits = StoreLimits::fromEnv());
   ~TcpStoreServer();
   TcpStoreServer(const TcpStoreServer&) = delete;
   TcpStoreServer& operator=(const TcpStoreServer&) = delete;

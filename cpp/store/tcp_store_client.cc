@@ -91,6 +91,13 @@ bool TcpStoreClient::Impl::call(uint8_t cmd, const std::function<void(Writer&)>&
   Writer w(id, cmd);
   body(w);
   std::string frame = w.take();
+  if (frame.size() - 4 > kMaxFrameBytes) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat("nodeccl store: ", what, " needs a request of ", frame.size() - 4,
+                       " bytes, above the store's limit of ", kMaxFrameBytes >> 20,
+                       " MiB per request; keep store values small and send large data "
+                       "through a communicator (e.g. broadcast)"));
+  }
 
   int err = 0;
   net::IoStatus st = net::sendAll(fd.get(), frame.data(), frame.size(),

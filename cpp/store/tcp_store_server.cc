@@ -3,6 +3,8 @@
 // eventfd and every client connection (no thread per client). Blocking get/wait requests are
 // parked on their connection and answered when their keys appear or their deadline passes.
 // All state below is touched only by that thread, except `stopped` and the eventfd.
+// Memory is bounded (StoreLimits): connections, bytes buffered for them, bytes stored, and
+// one request (kMaxFrameBytes); a client that would pass a limit is refused, with a warning.
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <cstdint>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -48,6 +51,32 @@ struct Conn {
 // How long a new connection may take to answer the authentication challenge.
 constexpr std::chrono::milliseconds kAuthTimeout(10000);
 
+// A connection's requests wait (unread) while more than one frame's worth of its answers is
+// unsent: a client that sends requests without reading the answers cannot grow `out`.
+bool outBacklog(const Conn& c) { return c.out.size() - c.outOff > kMaxFrameBytes; }
+
+// True when a whole frame is waiting in `in` and the answers are flowing.
+bool hasRunnableFrame(const Conn& c) {
+  if (outBacklog(c) || c.in.size() - c.inOff < 4) return false;
+  uint32_t len = net::getU32(reinterpret_cast<const unsigned char*>(c.in.data() + c.inOff));
+  return c.in.size() - c.inOff >= 4 + static_cast<size_t>(len);
+}
+
+size_t envSize(const char* name, size_t fallback, size_t unit) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(v, &end, 10);
+  if (*end != '\0' || errno != 0 || n == 0 || v[0] == '-' || n > (SIZE_MAX / unit)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat(name, "='", v, "' is not a positive integer; unset it or give e.g. ",
+                       name, "=", fallback / unit));
+  }
+  NODECCL_INFO("store", -1, 0, name, "=", v);
+  return static_cast<size_t>(n) * unit;
+}
+
 }  // namespace
 
 struct TcpStoreServer::Impl {
@@ -62,11 +91,16 @@ struct TcpStoreServer::Impl {
 
   std::unordered_map<std::string, std::string> data;
   std::vector<std::unique_ptr<Conn>> conns;
+  StoreLimits limits;
+  size_t buffered = 0;     // Σ in + out over conns, recounted every pass, raised by readConn
+  size_t stored = 0;       // Σ key + value over data
+  size_t turnedAway = 0;   // connections closed because maxConnections were open
 
   void loop();
   int pollTimeoutMs() const;
   void acceptAll();
   void readConn(Conn& c);
+  bool makeRoom(Conn& c, size_t k);
   void writeConn(Conn& c);
   bool progress();
   bool processFrames(Conn& c);
@@ -76,12 +110,15 @@ struct TcpStoreServer::Impl {
   bool handleAdd(Conn& c, uint32_t id, Reader& r);
   bool handleCompareSet(Conn& c, uint32_t id, Reader& r);
   bool answerParked(Conn& c);
+  bool putValue(const std::string& key, std::string&& value, std::string* why);
   std::string doAdd(const std::string& key, int64_t delta, bool* ok);
 };
 
-TcpStoreServer::TcpStoreServer(const std::string& host, int port, const std::string& token)
+TcpStoreServer::TcpStoreServer(const std::string& host, int port, const std::string& token,
+                               const StoreLimits& limits)
     : impl_(new Impl) {
   impl_->token = token;
+  impl_->limits = limits;
   if (port < 0 || port > 65535) {
     throw Error(ErrorCode::kInvalidArgument,
                 strcat("nodeccl store: port ", port, " is out of range; use 0..65535"));
@@ -133,7 +170,9 @@ void TcpStoreServer::Impl::loop() {
   for (;;) {
     // Slots 0 and 1 are the listener and the wake-up eventfd; then one per connection.
     pfds.assign({{listenFd.get(), POLLIN, 0}, {wakeFd.get(), POLLIN, 0}});
+    buffered = 0;
     for (auto& c : conns) {
+      buffered += c->in.size() + c->out.size();
       short ev = POLLIN;
       if (c->outOff < c->out.size()) ev |= POLLOUT;
       pfds.push_back({c->fd.get(), ev, 0});
@@ -167,6 +206,7 @@ void TcpStoreServer::Impl::loop() {
 int TcpStoreServer::Impl::pollTimeoutMs() const {
   int best = -1;
   for (auto& c : conns) {
+    if (c->authed && !c->parked && hasRunnableFrame(*c)) return 0;  // held back by outBacklog
     if (!c->parked && c->authed) continue;
     int ms = net::msUntil(c->authed ? c->parkedDeadline : c->authBy);
     if (best < 0 || ms < best) best = ms;
@@ -187,6 +227,17 @@ void TcpStoreServer::Impl::acceptAll() {
       }
       return;
     }
+    size_t open = static_cast<size_t>(std::count_if(
+        conns.begin(), conns.end(), [](const std::unique_ptr<Conn>& c) { return !c->dead; }));
+    if (open >= limits.maxConnections) {
+      ::close(fd);
+      if (turnedAway++ % 1000 == 0) {
+        NODECCL_WARN("store", -1, 0, "store server: closed a new connection: ", open,
+                     " are open, the limit (NODECCL_STORE_MAX_CONNECTIONS=",
+                     limits.maxConnections, "); ", turnedAway, " turned away so far");
+      }
+      continue;
+    }
     auto c = std::make_unique<Conn>();
     c->fd.reset(fd);
     net::setNoDelay(fd);
@@ -197,11 +248,41 @@ void TcpStoreServer::Impl::acceptAll() {
   }
 }
 
+// Makes room for `k` more bytes on `c` within maxBufferedBytes by dropping whichever
+// connections hold the most (a job's own requests are small and answered at once, so the
+// largest holder is the one flooding). False when that is `c` itself.
+bool TcpStoreServer::Impl::makeRoom(Conn& c, size_t k) {
+  while (buffered + k > limits.maxBufferedBytes) {
+    Conn* hog = &c;
+    size_t most = c.in.size() + c.out.size() + k;
+    for (auto& o : conns) {
+      size_t held = o->in.size() + o->out.size();
+      if (!o->dead && o.get() != &c && held > most) {
+        hog = o.get();
+        most = held;
+      }
+    }
+    NODECCL_WARN("store", -1, 0, "store server: dropped a client holding ", most, " bytes: the "
+                 "server would pass ", limits.maxBufferedBytes >> 20, " MiB buffered for all "
+                 "clients (NODECCL_STORE_MAX_BUFFERED_MB)");
+    hog->dead = true;
+    if (hog == &c) return false;
+    buffered -= most;
+    std::string().swap(hog->in);
+    std::string().swap(hog->out);
+    hog->inOff = hog->outOff = 0;
+  }
+  return true;
+}
+
 void TcpStoreServer::Impl::readConn(Conn& c) {
+  if (c.dead) return;
   char buf[65536];
   for (;;) {
     ssize_t k = ::recv(c.fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
     if (k > 0) {
+      if (!makeRoom(c, static_cast<size_t>(k))) return;
+      buffered += static_cast<size_t>(k);
       c.in.append(buf, static_cast<size_t>(k));
       // Before authenticating a client has nothing to send beyond its answer: cap the buffer.
       if (!c.authed && c.in.size() > 4 * auth::kResponseBytes) {
@@ -266,12 +347,13 @@ bool TcpStoreServer::Impl::progress() {
 // Parses and runs complete frames until the connection parks or runs out of input.
 bool TcpStoreServer::Impl::processFrames(Conn& c) {
   bool any = false;
-  while (!c.parked && !c.dead && c.in.size() - c.inOff >= 4) {
+  while (!c.parked && !c.dead && !outBacklog(c) && c.in.size() - c.inOff >= 4) {
     const char* p = c.in.data() + c.inOff;
     uint32_t len = net::getU32(reinterpret_cast<const unsigned char*>(p));
     if (len < kHeaderBytes - 4 || len > kMaxFrameBytes) {
       NODECCL_WARN("store", -1, 0, "store server: dropping a client that sent a frame of ", len,
-                   " bytes (not a nodeccl store client?)");
+                   " bytes; frames are ", kHeaderBytes - 4, " bytes to ", kMaxFrameBytes >> 20,
+                   " MiB (not a nodeccl store client?)");
       c.dead = true;
       break;
     }
@@ -332,7 +414,8 @@ bool TcpStoreServer::Impl::dispatch(Conn& c, uint32_t id, uint8_t cmd, Reader& r
       std::string key = r.bytes();
       std::string value = r.bytes();
       if (!r.ok()) return replyError(c, id, "nodeccl store: malformed set request");
-      data[key] = std::move(value);
+      std::string why;
+      if (!putValue(key, std::move(value), &why)) return replyError(c, id, why);
       reply(c, Writer(id, kOk));
       return true;
     }
@@ -345,7 +428,11 @@ bool TcpStoreServer::Impl::dispatch(Conn& c, uint32_t id, uint8_t cmd, Reader& r
       std::string key = r.bytes();
       if (!r.ok()) return replyError(c, id, "nodeccl store: malformed del/exists request");
       bool present = data.count(key) > 0;
-      if (cmd == kDel && present) data.erase(key);
+      if (cmd == kDel && present) {
+        auto it = data.find(key);
+        stored -= it->first.size() + it->second.size();
+        data.erase(it);
+      }
       Writer w(id, kOk);
       w.u8(present ? 1 : 0);
       reply(c, std::move(w));
@@ -394,7 +481,11 @@ bool TcpStoreServer::Impl::handleCompareSet(Conn& c, uint32_t id, Reader& r) {
   if (!r.ok()) return replyError(c, id, "nodeccl store: malformed compareSet request");
   auto it = data.find(key);
   bool match = it == data.end() ? expectAbsent : (!expectAbsent && it->second == expected);
-  if (match) it = data.insert_or_assign(key, std::move(desired)).first;
+  if (match) {
+    std::string why;
+    if (!putValue(key, std::move(desired), &why)) return replyError(c, id, why);
+    it = data.find(key);
+  }
   Writer w(id, kOk);
   w.u8(it != data.end() ? 1 : 0);
   w.bytes(it != data.end() ? it->second : std::string());
@@ -420,8 +511,42 @@ std::string TcpStoreServer::Impl::doAdd(const std::string& key, int64_t delta, b
   value += delta;
   *ok = true;
   std::string text = std::to_string(value);
-  data[key] = text;
+  std::string why;
+  if (!putValue(key, std::string(text), &why)) {
+    *ok = false;
+    return why;
+  }
   return text;
+}
+
+// Stores `value` under `key` unless the store would pass maxStoredBytes (then *why says so).
+bool TcpStoreServer::Impl::putValue(const std::string& key, std::string&& value,
+                                    std::string* why) {
+  auto it = data.find(key);
+  size_t old = it == data.end() ? 0 : key.size() + it->second.size();
+  size_t after = stored - old + key.size() + value.size();
+  if (after > limits.maxStoredBytes) {
+    *why = strcat("nodeccl store: setting ", printableKey(key), " to ", value.size(),
+                  " bytes would take the store past its limit of ", limits.maxStoredBytes >> 20,
+                  " MiB of keys and values (NODECCL_STORE_MAX_STORED_MB); delete keys that are "
+                  "no longer needed, or raise the limit on the process that runs the store");
+    return false;
+  }
+  if (it == data.end()) {
+    data.emplace(key, std::move(value));
+  } else {
+    it->second = std::move(value);
+  }
+  stored = after;
+  return true;
+}
+
+StoreLimits StoreLimits::fromEnv() {
+  StoreLimits l;
+  l.maxConnections = envSize("NODECCL_STORE_MAX_CONNECTIONS", l.maxConnections, 1);
+  l.maxBufferedBytes = envSize("NODECCL_STORE_MAX_BUFFERED_MB", l.maxBufferedBytes, 1u << 20);
+  l.maxStoredBytes = envSize("NODECCL_STORE_MAX_STORED_MB", l.maxStoredBytes, 1u << 20);
+  return l;
 }
 
 // Answers a parked get/wait when its keys exist (kOk) or its deadline passed (kTimeout, with

@@ -433,3 +433,136 @@ NODECCL_TEST(coll_mismatched_counts_fail_on_every_rank) {
     }
   }, testOptions(Millis(5000)));
 }
+
+// ---- allToAll, gather, scatter, batched send/recv ------------------------------------------
+
+namespace {
+
+// The value rank `from` sends rank `to` at element i of that block: distinct per pair.
+float pairValue(int from, int to, size_t i) {
+  return static_cast<float>(from * 1000 + to * 100 + static_cast<int>(i % 97));
+}
+
+}  // namespace
+
+NODECCL_TEST(coll_alltoall_even_and_uneven) {
+  for (int n : kWorldSizes) {
+    runWorld(n, [&](Communicator& comm) {
+      const int r = comm.rank();
+      // Even (every block 5 elements), then uneven: rank a sends (a + 2b) % 4 elements to b,
+      // zero-length blocks included.
+      for (int uneven = 0; uneven < 2; ++uneven) {
+        auto blockLen = [&](int a, int b) -> size_t {
+          return uneven ? static_cast<size_t>((a + 2 * b) % 4) : 5;
+        };
+        std::vector<size_t> sc(n), rc(n);
+        std::vector<float> in, want;
+        for (int p = 0; p < n; ++p) {
+          sc[p] = blockLen(r, p);
+          rc[p] = blockLen(p, r);
+          for (size_t i = 0; i < sc[p]; ++i) in.push_back(pairValue(r, p, i));
+          for (size_t i = 0; i < rc[p]; ++i) want.push_back(pairValue(p, r, i));
+        }
+        std::vector<float> out(want.size(), -1.0f);
+        allToAll(comm, in.data(), sc, out.data(), rc, DataType::kFloat32);
+        if (out != want) {
+          fail(strcat("allToAll rank ", r, "/", n, uneven ? " uneven" : " even",
+                      ": wrong result"));
+          return;
+        }
+      }
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_alltoall_rejects_wrong_counts) {
+  runWorld(2, [&](Communicator& comm) {
+    float x[4] = {0, 0, 0, 0};
+    bool threw = false;
+    try {
+      allToAll(comm, x, {1, 1, 1}, x, {1, 1}, DataType::kFloat32);
+    } catch (const Error& e) {
+      threw = e.code() == ErrorCode::kInvalidArgument &&
+              std::string(e.what()).find("sendCounts has 3 entries") != std::string::npos;
+    }
+    if (!threw) fail("allToAll with 3 sendCounts on 2 ranks did not throw kInvalidArgument");
+  }, testOptions());
+}
+
+NODECCL_TEST(coll_gather_and_scatter_every_root) {
+  for (int n : kWorldSizes) {
+    runWorld(n, [&](Communicator& comm) {
+      const int r = comm.rank();
+      for (size_t count : kCounts) {
+        for (int root = 0; root < n; ++root) {
+          std::vector<float> in(count), all(count * n), out(count * n, -1.0f);
+          for (size_t i = 0; i < count; ++i) in[i] = pairValue(r, root, i);
+          for (int p = 0; p < n; ++p) {
+            for (size_t i = 0; i < count; ++i) all[p * count + i] = pairValue(p, root, i);
+          }
+          gather(comm, in.data(), out.data(), count, DataType::kFloat32, root);
+          if (r == root && out != all) {
+            fail(strcat("gather rank ", r, "/", n, " root ", root, " count ", count));
+            return;
+          }
+          if (r != root && count > 0 && out[0] != -1.0f) {
+            fail(strcat("gather wrote a non-root's output, rank ", r));
+            return;
+          }
+          // Scatter the gathered blocks back: each rank gets its own input again.
+          std::vector<float> back(count, -2.0f);
+          scatter(comm, r == root ? all.data() : nullptr, back.data(), count,
+                  DataType::kFloat32, root);
+          if (back != in) {
+            fail(strcat("scatter rank ", r, "/", n, " root ", root, " count ", count));
+            return;
+          }
+        }
+      }
+    }, testOptions());
+  }
+}
+
+NODECCL_TEST(coll_batch_sendrecv_any_order_no_deadlock) {
+  for (int n : kWorldSizes) {
+    runWorld(n, [&](Communicator& comm) {
+      const int r = comm.rank();
+      // Every rank sends two messages to every rank (itself included), of 3 and 20000 floats
+      // (above any transport buffering), listing the sends in descending and the receives in
+      // ascending peer order: a naive blocking schedule would deadlock.
+      const size_t lens[2] = {3, 20000};
+      std::vector<std::vector<float>> sbufs, rbufs;
+      std::vector<P2PSend> sends;
+      std::vector<P2PRecv> recvs;
+      for (int p = n - 1; p >= 0; --p) {
+        for (size_t k = 0; k < 2; ++k) {
+          sbufs.emplace_back(lens[k]);
+          for (size_t i = 0; i < lens[k]; ++i) sbufs.back()[i] = pairValue(r, p, i + k);
+        }
+      }
+      for (int p = 0; p < n; ++p) {
+        for (size_t k = 0; k < 2; ++k) rbufs.emplace_back(lens[k], -1.0f);
+      }
+      for (size_t i = 0; i < sbufs.size(); ++i) {
+        sends.push_back({n - 1 - static_cast<int>(i / 2), sbufs[i].data(),
+                         sbufs[i].size() * sizeof(float)});
+      }
+      for (size_t i = 0; i < rbufs.size(); ++i) {
+        recvs.push_back({static_cast<int>(i / 2), rbufs[i].data(),
+                         rbufs[i].size() * sizeof(float)});
+      }
+      batchSendRecv(comm, sends, recvs);
+      for (size_t i = 0; i < rbufs.size(); ++i) {
+        const int p = static_cast<int>(i / 2);
+        const size_t k = i % 2;
+        for (size_t j = 0; j < lens[k]; ++j) {
+          if (rbufs[i][j] != pairValue(p, r, j + k)) {
+            fail(strcat("batchSendRecv rank ", r, "/", n, " from ", p, " message ", k,
+                        " element ", j, " is ", rbufs[i][j]));
+            return;
+          }
+        }
+      }
+    }, testOptions());
+  }
+}

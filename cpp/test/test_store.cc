@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "store/protocol.h"
 #include "store/store.h"
 #include "transport/tcp/socket.h"
 #include "test/harness.h"
@@ -284,4 +285,94 @@ NODECCL_TEST(store_job_token) {
   EXPECT_EQ(good.get("k", Millis(100)), std::string("v"));
   auto twin = good.clone();  // a clone keeps the token
   EXPECT_EQ(twin->get("k", Millis(100)), std::string("v"));
+}
+
+// A raw connection that passes the token-less authentication as a process without a token
+// does (auth.h: the challenge's magic, hasToken 0, a nonce, a zero MAC), so that what it sends
+// next reaches the server's frame parser.
+static net::Fd rawAuthed(int port) {
+  net::Fd fd = net::connectTcp("127.0.0.1", port, net::deadlineAfter(Millis(2000)), "test", "");
+  unsigned char ch[auth::kChallengeBytes], resp[auth::kResponseBytes] = {};
+  unsigned char verdict[auth::kVerdictBytes];
+  int err = 0;
+  auto by = net::deadlineAfter(Millis(2000));
+  EXPECT_TRUE(net::recvAll(fd.get(), ch, sizeof(ch), by, -1, &err) == net::IoStatus::kDone);
+  std::memcpy(resp, ch, 4);
+  for (int i = 0; i < 16; ++i) resp[5 + i] = static_cast<unsigned char>(i * 37 + 1);
+  EXPECT_TRUE(net::sendAll(fd.get(), resp, sizeof(resp), by, -1, &err) == net::IoStatus::kDone);
+  EXPECT_TRUE(net::recvAll(fd.get(), verdict, sizeof(verdict), by, -1, &err) ==
+              net::IoStatus::kDone);
+  return fd;
+}
+
+// Sends a frame header claiming `len` bytes, then `body` bytes of it (never completed).
+static void sendClaim(int fd, uint32_t len, size_t body) {
+  std::string f(9 + body, 'z');
+  unsigned char* p = reinterpret_cast<unsigned char*>(&f[0]);
+  net::putU32(p, len);
+  net::putU32(p + 4, 1);
+  p[8] = 1;  // set
+  int err = 0;
+  net::sendAll(fd, f.data(), f.size(), net::deadlineAfter(Millis(2000)), -1, &err);
+}
+
+NODECCL_TEST(store_limits) {
+  // The client refuses a request past kMaxFrameBytes before sending it, naming the limit.
+  {
+    TcpStoreServer server("127.0.0.1", 0, "");
+    auto c = client(server);
+    EXPECT_THROWS_CODE(c->set("huge", std::string(storeproto::kMaxFrameBytes, 'x')),
+                       ErrorCode::kInvalidArgument, "limit of 64 MiB per request");
+    c->set("after", "ok");  // the connection is still in step
+    EXPECT_EQ(c->get("after", Millis(100)), std::string("ok"));
+  }
+
+  // Small limits: 3 connections, 1 MiB buffered, 1 MiB stored.
+  StoreLimits lim;
+  lim.maxConnections = 3;
+  lim.maxBufferedBytes = size_t(1) << 20;
+  lim.maxStoredBytes = size_t(1) << 20;
+  TcpStoreServer server("127.0.0.1", 0, "", lim);
+  auto c = client(server);
+
+  // Stored bytes: 600 KiB fits, a second 600 KiB does not; replacing or deleting frees room.
+  const std::string v600(600 << 10, 'v');
+  c->set("a", v600);
+  EXPECT_THROWS_CODE(c->set("b", v600), ErrorCode::kStore, "limit of 1 MiB of keys and values");
+  EXPECT_THROWS_CODE(c->compareSet("b", "", true, v600), ErrorCode::kStore, "limit of 1 MiB");
+  c->set("a", v600);  // replaces: still 600 KiB in all
+  EXPECT_TRUE(c->del("a"));
+  c->set("b", v600);
+  EXPECT_TRUE(c->get("b", Millis(1000)) == v600);
+
+  // A frame claiming more than kMaxFrameBytes is refused before any of it is buffered.
+  {
+    net::Fd raw = rawAuthed(server.port());
+    sendClaim(raw.get(), storeproto::kMaxFrameBytes + 1, 64);
+    size_t got = 0;
+    EXPECT_TRUE(closedByServer(raw.get(), &got));
+    EXPECT_EQ(got, size_t(0));
+  }
+  // A frame within kMaxFrameBytes whose bytes pass the 1 MiB buffered for all clients.
+  {
+    net::Fd raw = rawAuthed(server.port());
+    sendClaim(raw.get(), 4u << 20, 3u << 19);
+    size_t got = 0;
+    EXPECT_TRUE(closedByServer(raw.get(), &got));
+  }
+  EXPECT_TRUE(c->get("b", Millis(1000)) == v600);
+
+  // Connections: the client and two raw ones make 3; a fourth is closed with no challenge.
+  net::Fd r1 = rawAuthed(server.port()), r2 = rawAuthed(server.port());
+  net::Fd r3 = net::connectTcp("127.0.0.1", server.port(), net::deadlineAfter(Millis(2000)),
+                               "test", "");
+  size_t got = 0;
+  EXPECT_TRUE(closedByServer(r3.get(), &got));
+  EXPECT_EQ(got, size_t(0));
+  r1.reset();  // room again once one leaves
+  std::this_thread::sleep_for(Millis(200));
+  net::Fd r4 = rawAuthed(server.port());
+  EXPECT_TRUE(r4.valid());
+  c->set("c", "1");
+  EXPECT_EQ(c->get("c", Millis(1000)), std::string("1"));
 }

@@ -15,6 +15,9 @@ const char* opKindName(OpKind kind) {
     case OpKind::kBarrier: return "barrier";
     case OpKind::kPointToPoint: return "send/recv";
     case OpKind::kInternal: return "setup";
+    case OpKind::kAllToAll: return "allToAll";
+    case OpKind::kGather: return "gather";
+    case OpKind::kScatter: return "scatter";
   }
   return "unknown operation";
 }

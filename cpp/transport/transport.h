@@ -23,6 +23,9 @@ enum class OpKind : uint8_t {
   kBarrier = 6,
   kPointToPoint = 7,
   kInternal = 8,  // setup traffic
+  kAllToAll = 9,
+  kGather = 10,
+  kScatter = 11,
 };
 
 const char* opKindName(OpKind kind);

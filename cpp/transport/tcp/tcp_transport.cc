@@ -16,6 +16,7 @@
 #include "common/auth.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/trace.h"
 
 namespace nodeccl {
 namespace {
@@ -26,6 +27,7 @@ constexpr uint32_t kHelloMagic = 0x4843434e;  // "NCCH": connection hello and it
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHdrBytes = kHeaderBytes;
 constexpr Millis kHelloTimeout(2000);  // how long a fresh connection may take to say hello
+constexpr size_t kMaxPending = 64;     // strays pending at once, beyond the ranks still due
 
 // A comma-separated list of ranks: "3" or "3, 4".
 std::string rankList(const std::vector<int>& ranks) {
@@ -124,76 +126,168 @@ void TcpTransport::connectLower(const std::vector<std::string>& addrs, const std
   }
 }
 
+// A connection accepted during the mesh setup that has not yet proved itself a peer. Each is
+// driven by the poll loop in acceptHigher, never by a blocking read, so a slow or silent
+// connection (slow-loris) costs only its own deadline and cannot hold up a real peer.
+struct TcpTransport::Pending {
+  net::Fd fd;
+  net::Deadline by;              // dropped if still not a peer then (kHelloTimeout)
+  auth::ServerState auth;
+  bool authed = false;
+  std::string in;                // the bytes of the current stage, never more than `need`
+  size_t need = auth::kResponseBytes;
+};
+
+// Accepts every rank above this one. All pending connections are polled together with the
+// listener; one that fails or passes kHelloTimeout is dropped with a warning. At most
+// kMaxPending + the missing ranks are pending at once: past that the oldest is dropped first.
 void TcpTransport::acceptHigher(const std::string& prefix, net::Deadline deadline) {
   auto start = net::Clock::now();
+  std::vector<std::unique_ptr<Pending>> pending;
   for (;;) {
     std::vector<int> missing;
     for (int r = rank_ + 1; r < size_; ++r) {
       if (!peers_[r].valid()) missing.push_back(r);
     }
-    if (missing.empty()) return;
-    pollfd p{listenFd_.get(), POLLIN, 0};
-    int n = ::poll(&p, 1, net::msUntil(deadline));
-    if (n < 0 && errno == EINTR) continue;
-    if (n > 0) {
-      acceptOne(prefix, deadline);
-      continue;
+    if (missing.empty()) return;  // `pending` strays are closed here
+    dropExpired(&pending);
+    std::vector<pollfd> pfds{{listenFd_.get(), POLLIN, 0}};
+    int wait = net::msUntil(deadline);
+    for (auto& p : pending) {
+      pfds.push_back({p->fd.get(), POLLIN, 0});
+      wait = std::min(wait, net::msUntil(p->by));
     }
-    if (n < 0 || net::Clock::now() >= deadline) {
-      auto waited = std::chrono::duration_cast<Millis>(net::Clock::now() - start);
-      throw Error(ErrorCode::kTimeout,
-                  strcat("rank ", rank_, ": timed out after ", waited.count(),
-                         " ms waiting for ", ranksWord(missing), " to connect; they published "
-                         "their addresses but could not reach this rank — check firewalls and "
-                         "listenHost"));
+    int n = ::poll(pfds.data(), pfds.size(), std::max(0, wait));
+    if (n < 0 && errno != EINTR) break;
+    for (size_t i = 1; n > 0 && i < pfds.size(); ++i) {
+      if (pfds[i].revents != 0 && !progressPending(*pending[i - 1], prefix)) {
+        pending[i - 1].reset();
+      }
     }
+    pending.erase(std::remove(pending.begin(), pending.end(), nullptr), pending.end());
+    if (n > 0 && (pfds[0].revents & POLLIN)) {
+      acceptPending(&pending, kMaxPending + missing.size(), deadline);
+    }
+    if (net::Clock::now() >= deadline) break;
+  }
+  std::vector<int> missing;
+  for (int r = rank_ + 1; r < size_; ++r) {
+    if (!peers_[r].valid()) missing.push_back(r);
+  }
+  auto waited = std::chrono::duration_cast<Millis>(net::Clock::now() - start);
+  throw Error(ErrorCode::kTimeout,
+              strcat("rank ", rank_, ": timed out after ", waited.count(), " ms waiting for ",
+                     ranksWord(missing), " to connect; they published their addresses but "
+                     "could not reach this rank — check firewalls and listenHost"));
+}
+
+// Accepts what the listener holds and sends each its authentication challenge.
+void TcpTransport::acceptPending(std::vector<std::unique_ptr<Pending>>* pending, size_t most,
+                                 net::Deadline deadline) {
+  for (;;) {
+    int raw = ::accept4(listenFd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (raw < 0) return;
+    auto p = std::make_unique<Pending>();
+    p->fd.reset(raw);
+    net::setNoDelay(raw);
+    p->by = std::min(deadline, net::deadlineAfter(kHelloTimeout));
+    std::string c = auth::challenge(token_, &p->auth);
+    if (::send(raw, c.data(), c.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+        static_cast<ssize_t>(c.size())) {
+      continue;  // a fresh socket that cannot take 21 bytes is already gone
+    }
+    if (pending->size() >= most) {
+      NODECCL_WARN("tcp", rank_, size_, "dropped the oldest of ", pending->size(),
+                   " connections that have not yet said hello, to make room");
+      pending->erase(pending->begin());
+    }
+    pending->push_back(std::move(p));
   }
 }
 
-// Accepts one connection and checks its hello; a stray or malformed one is dropped with a
-// warning. True when a peer was added.
-bool TcpTransport::acceptOne(const std::string& prefix, net::Deadline deadline) {
-  int raw = ::accept4(listenFd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (raw < 0) return false;
-  net::Fd fd(raw);
-  net::setNoDelay(raw);
-  net::Deadline helloBy = std::min(deadline, net::deadlineAfter(kHelloTimeout));
-  try {
-    auth::serverHandshake(raw, token_, helloBy, strcat("rank ", rank_), "a peer connection");
-  } catch (const Error& e) {
-    NODECCL_WARN("tcp", rank_, size_, e.what());
-    return false;
+// Drops the pending connections whose kHelloTimeout has passed.
+void TcpTransport::dropExpired(std::vector<std::unique_ptr<Pending>>* pending) {
+  auto now = net::Clock::now();
+  size_t before = pending->size();
+  pending->erase(std::remove_if(pending->begin(), pending->end(),
+                                [&](const std::unique_ptr<Pending>& p) { return now >= p->by; }),
+                 pending->end());
+  if (pending->size() < before) {
+    NODECCL_WARN("tcp", rank_, size_, "dropped ", before - pending->size(), " connection(s) "
+                 "that did not authenticate and say hello within ", kHelloTimeout.count(),
+                 " ms");
   }
-  unsigned char h[24];
-  int err = 0;
-  if (net::recvAll(raw, h, sizeof(h), helloBy, -1, &err) != net::IoStatus::kDone ||
-      net::getU32(h) != kHelloMagic) {
+}
+
+// Reads what the connection sent for its current stage (authentication response, hello,
+// hello's prefix) and moves it on. False when it is to be dropped; a peer leaves `pending`
+// for peers_ (its fd moved out), also returning false.
+bool TcpTransport::progressPending(Pending& p, const std::string& prefix) {
+  while (p.in.size() < p.need) {
+    char buf[4096];
+    size_t want = std::min(sizeof(buf), p.need - p.in.size());
+    ssize_t k = ::recv(p.fd.get(), buf, want, MSG_DONTWAIT);
+    if (k > 0) {
+      p.in.append(buf, static_cast<size_t>(k));
+      continue;
+    }
+    if (k < 0 && errno == EINTR) continue;
+    return k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);  // else EOF or error: drop
+  }
+  if (!p.authed) {
+    bool ok = false;
+    std::string why;
+    std::string v = auth::verdict(token_, p.auth,
+                                  reinterpret_cast<const unsigned char*>(p.in.data()), &ok, &why);
+    ::send(p.fd.get(), v.data(), v.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (!ok) {
+      NODECCL_WARN("tcp", rank_, size_, "rank ", rank_, ": refused a peer connection: ", why,
+                   "; give every process of the job the same NODECCL_TOKEN");
+      return false;
+    }
+    p.authed = true;
+    p.in.clear();
+    p.need = 24;
+    return progressPending(p, prefix);
+  }
+  const auto* h = reinterpret_cast<const unsigned char*>(p.in.data());
+  if (net::getU32(h) != kHelloMagic) {
     NODECCL_WARN("tcp", rank_, size_, "dropped a connection that did not send a nodeccl hello");
     return false;
   }
-  uint32_t version = net::getU32(h + 4), from = net::getU32(h + 8), to = net::getU32(h + 12);
-  uint32_t size = net::getU32(h + 16), plen = net::getU32(h + 20);
-  std::string theirPrefix(std::min<uint32_t>(plen, 4096), '\0');
-  if (plen > 4096 || net::recvAll(raw, &theirPrefix[0], plen, helloBy, -1, &err) !=
-                         net::IoStatus::kDone) {
+  uint32_t plen = net::getU32(h + 20);
+  if (plen > 4096) {
     NODECCL_WARN("tcp", rank_, size_, "dropped a connection with a malformed hello");
     return false;
   }
+  if (p.need == 24 && plen > 0) {
+    p.need += plen;
+    return progressPending(p, prefix);
+  }
+  return checkHello(p, prefix);
+}
+
+// The whole hello has arrived: answers it, and on success makes the connection a peer.
+bool TcpTransport::checkHello(Pending& p, const std::string& prefix) {
+  const auto* h = reinterpret_cast<const unsigned char*>(p.in.data());
+  uint32_t version = net::getU32(h + 4), from = net::getU32(h + 8), to = net::getU32(h + 12);
+  uint32_t size = net::getU32(h + 16);
+  std::string theirPrefix = p.in.substr(24);
   bool ok = version == kVersion && theirPrefix == prefix && to == uint32_t(rank_) &&
             size == uint32_t(size_) && from > uint32_t(rank_) && from < uint32_t(size_) &&
             !peers_[from].valid();
   unsigned char ack[5];
   net::putU32(ack, kHelloMagic);
   ack[4] = ok ? 1 : 0;
-  net::sendAll(raw, ack, sizeof(ack), helloBy, -1, &err);
+  ::send(p.fd.get(), ack, sizeof(ack), MSG_NOSIGNAL | MSG_DONTWAIT);
   if (!ok) {
     NODECCL_WARN("tcp", rank_, size_, "turned away a connection from rank ", from, " for rank ",
                  to, " of size ", size, " (prefix '", theirPrefix, "', version ", version,
                  "): it belongs to another communicator or is a duplicate");
     return false;
   }
-  peers_[from] = std::move(fd);
-  return true;
+  peers_[from] = std::move(p.fd);
+  return false;
 }
 
 void TcpTransport::readAcks(net::Deadline deadline) {
@@ -318,7 +412,15 @@ void TcpTransport::waitProgress(const Side& s, const Side& r, const OpInfo& op) 
     if (n == 2 && p[1].fd == r.fd) p[1].events |= POLLIN;  // one socket both ways (size 2)
     else p[n++] = {r.fd, POLLIN, 0};
   }
+  // NODECCL_TRACE: each time blocked here is a "wait" event naming the peers still due.
+  trace::Track* track = trace::current();
+  auto t0 = track != nullptr ? trace::Clock::now() : trace::Clock::time_point();
   int k = ::poll(p, n, hasDeadline ? net::msUntil(op.deadline) : -1);
+  if (track != nullptr) {
+    track->complete("wait", "wait", t0, trace::Clock::now(),
+                    strcat("\"send_peer\":", s.complete() ? -1 : s.peer, ",\"recv_peer\":",
+                           r.complete() ? -1 : r.peer));
+  }
   if (k < 0 && errno != EINTR) {
     throw Error(ErrorCode::kIo, strcat("rank ", rank_, ": poll() failed during ", opText(op),
                                        ": ", net::errnoText(errno)));

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -63,8 +64,13 @@ class TcpTransport : public Transport {
  private:
   void connectLower(const std::vector<std::string>& addrs, const std::string& prefix,
                     net::Deadline deadline);
+  struct Pending;
   void acceptHigher(const std::string& prefix, net::Deadline deadline);
-  bool acceptOne(const std::string& prefix, net::Deadline deadline);
+  void acceptPending(std::vector<std::unique_ptr<Pending>>* pending, size_t most,
+                     net::Deadline deadline);
+  void dropExpired(std::vector<std::unique_ptr<Pending>>* pending);
+  bool progressPending(Pending& p, const std::string& prefix);
+  bool checkHello(Pending& p, const std::string& prefix);
   void readAcks(net::Deadline deadline);
   void progressSend(Side& s, const OpInfo& op);
   void progressRecv(Side& r, const OpInfo& op);

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+// NODECCL_TRACE: a 2-rank all-reduce over TCP writes one Chrome/Perfetto trace per rank
+// (prefix.<rank>.<pid>.json) holding the all-reduce, its sendRecv steps (peer and bytes, inside
+// the all-reduce's span) and the waits inside those steps.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { lastJson, runRanks } from '../helpers/world';
+
+interface TraceEvent {
+  name: string; cat: string; ph: string; ts: number; dur: number; pid: number; tid: number;
+  args: Record<string, number | string>;
+}
+
+describe('NODECCL_TRACE', () => {
+  it('writes a parseable trace per rank with the all-reduce, its steps and waits', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeccl-trace-'));
+    const prefix = path.join(dir, 'job');
+    const results = await runRanks('trace-allreduce.js', 2,
+      { env: { NODECCL_TRACE: prefix, NODECCL_TRANSPORT: 'tcp' }, timeoutMs: 30_000 });
+    let waitCount = 0;
+    for (const r of results) {
+      expect(r.code, r.stderr).toBe(0);
+      const out = lastJson(r);
+      expect(out.value).toBe(3);  // 1 + 2
+
+      // The file is named by rank and pid, and is one JSON document in the trace event format.
+      const file = `${prefix}.${r.rank}.${out.pid}.json`;
+      const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+      const events = doc.traceEvents as TraceEvent[];
+      const complete = events.filter((e) => e.ph === 'X');
+      expect(complete.every((e) => e.pid === out.pid && e.dur >= 0)).toBe(true);
+
+      // Exactly one all-reduce, with the count and step it was called with.
+      const ops = complete.filter((e) => e.cat === 'op' && e.name === 'allReduce');
+      expect(ops.length).toBe(1);
+      expect(ops[0].args.count).toBe(1 << 16);
+      expect(ops[0].args.step).toBe(1);
+
+      // Its steps exchange data with the other rank, all within the all-reduce's span, and
+      // together carry at least the half of the array that a 2-rank all-reduce must send.
+      const peer = 1 - r.rank;
+      const steps = complete.filter((e) => e.name === 'sendRecv' && e.args.op === 'allReduce');
+      expect(steps.length).toBeGreaterThan(0);
+      const sent = steps.reduce((n, e) => n + Number(e.args.send_bytes ?? 0), 0);
+      expect(sent).toBeGreaterThanOrEqual((1 << 16) * 4 / 2);
+      for (const s of steps) {
+        expect([s.args.send_peer, s.args.recv_peer]).toContain(peer);
+        expect(s.ts).toBeGreaterThanOrEqual(ops[0].ts);
+        expect(s.ts + s.dur).toBeLessThanOrEqual(ops[0].ts + ops[0].dur + 0.01);
+      }
+
+      // Waits (time blocked on the sockets) name the peer and lie inside a step. A rank whose
+      // data was all there in time has none, but the first to arrive waits for the other.
+      const waits = complete.filter((e) => e.cat === 'wait');
+      waitCount += waits.length;
+      for (const w of waits) {
+        expect([w.args.send_peer, w.args.recv_peer]).toContain(peer);
+        expect(steps.some((s) => w.ts >= s.ts && w.ts + w.dur <= s.ts + s.dur + 0.01))
+          .toBe(true);
+      }
+    }
+    expect(waitCount).toBeGreaterThan(0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }, 40_000);
+});
