@@ -512,6 +512,7 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
                                    ": " + why);
     executor_->shutdown();
     comm_->destroy();
+    if (store_) store_->close();  // this communicator's own store connection
     tsfn_.Release();
   }
 
