@@ -41,6 +41,8 @@ namespace {
 // How long the watcher waits after losing the store before it aborts the transport: when rank
 // 0 ends normally, the other ranks are finishing their last operation and must not fail.
 constexpr Millis kStoreLostGrace(1000);
+// Bound on publishing this rank's first error to the store (see Impl::startWatcher).
+constexpr Millis kNotifyIoTimeout(2000);
 // Slices of the rendezvous wait, between which the sizes and the abort key are checked.
 constexpr Millis kFirstSlice(20), kMaxSlice(200);
 
@@ -403,6 +405,11 @@ void Communicator::Impl::startWatcher() {
   // store requests. Without clone() support the watcher polls the shared store instead.
   watchStore = store->clone();
   if (watchStore) notifyStore = store->clone();
+  // Publishing a failure must not hold the failing rank's error back for long when the store's
+  // host is unreachable (a cut link): bound it well below the default 30 s I/O timeout.
+  if (auto* tcp = dynamic_cast<TcpStoreClient*>(notifyStore.get())) {
+    tcp->setIoTimeout(kNotifyIoTimeout);
+  }
   watcher = std::thread([this] {
     try {
       if (watchStore) watchLoop();

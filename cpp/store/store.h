@@ -121,6 +121,9 @@ class TcpStoreClient : public Store {
   // "host:port" of the server, as given to the constructor ("[::1]:29500" for IPv6).
   std::string serverAddress() const;
 
+  // Changes the bound on requests that are not waits. Call before the client is shared.
+  void setIoTimeout(Millis ioTimeout);
+
   // Unblocks any request in progress (it throws kAborted) and closes the connection.
   void close() override;
 

@@ -196,6 +196,8 @@ std::string TcpStoreClient::localHost() const { return net::localHost(impl_->fd.
 
 std::string TcpStoreClient::serverAddress() const { return impl_->where(); }
 
+void TcpStoreClient::setIoTimeout(Millis ioTimeout) { impl_->ioTimeout = ioTimeout; }
+
 // Throws for an answer other than kOk (kTimeout is handled by the callers that wait).
 static void checkOk(const Answer& a, const std::string& what) {
   if (a.code == kOk) return;
