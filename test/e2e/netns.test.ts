@@ -85,7 +85,8 @@ function startRank(rank: number, port: number, lines: Line[][]): ChildProcess {
 }
 
 describe('two hosts over a veth link', () => {
-  it('survive delay and 1% loss, then fail promptly when the link is cut', async (ctx) => {
+  it('give correct results over the link (shaped where netem exists), then fail when cut',
+    async (ctx) => {
     if (why) ctx.skip();
     const lines: Line[][] = [[], []];
     const children = [0, 1].map((r) => startRank(r, 29000 + (process.pid % 1000), lines));
