@@ -2,6 +2,7 @@
 // Encoding and checking of the per-message header (see header.h for the format and its use).
 #include "transport/header.h"
 
+#include "common/bytes.h"
 #include "common/dtype.h"
 #include "common/error.h"
 
@@ -9,23 +10,6 @@ namespace nodeccl {
 namespace {
 
 constexpr uint8_t kNone8 = 0xff;  // dtype/op "does not apply" on the wire
-
-void putU32(unsigned char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-void putU64(unsigned char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-uint32_t getU32(const unsigned char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-uint64_t getU64(const unsigned char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 uint8_t toWire(int code) { return code < 0 || code >= 0xff ? kNone8 : uint8_t(code); }
 int fromWire(uint8_t b) { return b == kNone8 ? -1 : int(b); }

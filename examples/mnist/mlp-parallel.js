@@ -117,5 +117,14 @@ async function accuracy(set, logitsOf) {
   return correct / set.count;
 }
 
-module.exports = { initialParams, batchOf, epochOrder, softmaxXent, addBias, colSums, reluBack,
-  sgd, localStep, accuracy };
+/** Largest |a - b| relative to max(1, |b|) over matching elements. */
+function maxDiff(a, b) {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
+  }
+  return d;
+}
+
+module.exports = { maxDiff, initialParams, batchOf, epochOrder, softmaxXent, addBias, colSums,
+  reluBack, sgd, localStep, accuracy };

@@ -10,6 +10,7 @@ const { Command } = require('commander');
 const nodeccl = require('nodeccl');
 const { PIXELS, CLASSES, loadSplit } = require('./data');
 const m = require('./mlp-parallel');
+const { maxDiff } = m;
 
 function parseOptions(argv) {
   const int = (v) => Number.parseInt(v, 10);
@@ -23,14 +24,6 @@ function parseOptions(argv) {
     .option('--steps <n>', 'stop after this many steps (for tests)', int)
     .option('--check', 'compare with single-process training after every step')
     .parse(argv).opts();
-}
-
-function maxDiff(a, b) {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
-  }
-  return d;
 }
 
 /** Adds src into dst (gradient accumulation over micro-batches). */

@@ -5,6 +5,8 @@
 // SIGPIPE in the Node process.
 #pragma once
 
+#include "common/bytes.h"
+
 #include <sys/socket.h>
 
 #include <chrono>
@@ -87,10 +89,10 @@ IoStatus recvAll(int fd, void* buf, size_t n, Deadline deadline, int wakeFd, int
 bool isPeerGone(int err);
 
 // Little-endian encoding of fixed-size integers for wire formats.
-void putU32(unsigned char* p, uint32_t v);
-void putU64(unsigned char* p, uint64_t v);
-uint32_t getU32(const unsigned char* p);
-uint64_t getU64(const unsigned char* p);
+using ::nodeccl::getU32;
+using ::nodeccl::getU64;
+using ::nodeccl::putU32;
+using ::nodeccl::putU64;
 
 }  // namespace net
 }  // namespace nodeccl
