@@ -164,6 +164,7 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     return DefineClass(env, "Communicator",
                        {InstanceMethod("rank", &CommWrap::Rank),
                         InstanceMethod("size", &CommWrap::Size),
+                        InstanceMethod("topology", &CommWrap::Topology),
                         InstanceMethod("allReduce", &CommWrap::AllReduce),
                         InstanceMethod("broadcast", &CommWrap::Broadcast),
                         InstanceMethod("reduce", &CommWrap::Reduce),
@@ -224,6 +225,17 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
   }
   Napi::Value Size(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), comm_ ? comm_->size() : 0);
+  }
+  // { transport, hostOf: [host index of every rank] }, fixed at init.
+  Napi::Value Topology(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("transport", comm_ ? comm_->transportName() : "none");
+    const int n = comm_ ? comm_->size() : 0;
+    Napi::Array hosts = Napi::Array::New(env, n);
+    for (int r = 0; r < n; ++r) hosts.Set(static_cast<uint32_t>(r), comm_->hostOf(r));
+    o.Set("hostOf", hosts);
+    return o;
   }
 
   // Queues `op` on the worker thread; the Promise settles when it has run.

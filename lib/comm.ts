@@ -97,6 +97,13 @@ export class Communicator {
   readonly timeoutMs: number;
   /** A client of the job's key-value store, free for the application's own keys. */
   readonly store: Store;
+  /**
+   * The transport chosen at init: 'shm' (every rank on this host), 'tcp', 'shm+tcp' (shared
+   * memory with this host's ranks, TCP to other hosts), or 'none' (a world of one).
+   */
+  readonly transport: string;
+  /** The host of every rank, as an index: hosts are numbered in the order of their lowest rank. */
+  readonly hostOf: readonly number[];
 
   private destroyed = false;
   // split() and group() calls so far: every rank counts the same, naming each child uniquely.
@@ -112,6 +119,9 @@ export class Communicator {
               private readonly ownsStore = true) {
     this.rank = nativeComm.rank();
     this.size = nativeComm.size();
+    const topo = nativeComm.topology();
+    this.transport = topo.transport;
+    this.hostOf = Object.freeze(topo.hostOf.slice());
     this.store = store;
     this.timeoutMs = timeoutMs;
   }

@@ -27,6 +27,8 @@ export interface NativeStoreClient {
 export interface NativeCommunicator {
   rank(): number;
   size(): number;
+  /** The transport in use and the host index of every rank (hosts numbered by lowest rank). */
+  topology(): { transport: string; hostOf: number[] };
   /** Collectives: typed arrays are used in place (zero copy) until the Promise settles. */
   allReduce(data: ArrayBufferView, count: number, dtype: number, op: number,
             timeoutMs: number): Promise<void>;

@@ -62,6 +62,12 @@ void allReduceHalf(Communicator& comm, void* data, size_t count, DataType dtype,
 
 }  // namespace
 
+void allReduceRingCore(Communicator& comm, void* data, size_t count, DataType dtype,
+                       ReduceOp op) {
+  if (isHalfType(dtype)) return allReduceHalf(comm, data, count, dtype, op);
+  allReduceRing(comm, data, count, dtype, op);
+}
+
 void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op,
                Millis timeout) {
   const char* kName = "allReduce";
@@ -69,6 +75,14 @@ void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, Red
   checkOp(comm, kName, op);
   checkedBytes(comm, kName, count, dtypeSize(accumulateType(dtype)));
   checkBuffer(comm, kName, "data", data, count);
+  if (allReduceUsesHier(comm)) {
+    comm.beginOp(OpKind::kAllReduce, timeout, OpParams{int(dtype), int(op), -1, count});
+    comm.noteAlgorithm("allReduce", "hier", count * dtypeSize(dtype));
+    NODECCL_TRACE("coll", comm.rank(), comm.size(), "allReduce hier count=", count, " ",
+                  dtypeName(dtype), " ", reduceOpName(op), " hosts=", comm.hostCount());
+    unsigned char empty = 0;
+    return allReduceHier(comm, orEmpty(data, empty), count, dtype, op);
+  }
   if (allReduceUsesDirect(comm, count, dtype)) {
     DirectAllReduce(comm, data, count, dtype, op, timeout).finish();
     return;
@@ -80,8 +94,7 @@ void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, Red
 
   unsigned char empty = 0;
   data = orEmpty(data, empty);
-  if (isHalfType(dtype)) return allReduceHalf(comm, data, count, dtype, op);
-  allReduceRing(comm, data, count, dtype, op);
+  allReduceRingCore(comm, data, count, dtype, op);
 }
 
 }  // namespace nodeccl

@@ -30,6 +30,8 @@ bool useChain(const Communicator& comm, size_t bytes) {
   return comm.size() > 2 && bytes > kChainMinBytes;
 }
 
+}  // namespace
+
 // Ranks are renumbered relative to the root (v = rank - root mod n), so the root is v = 0.
 // Rank v receives from v - lowbit(v) and sends to v + m for every power of two m < lowbit(v)
 // (every m, for the root), largest first, so the data reaches the far half of the tree soonest.
@@ -55,8 +57,6 @@ void broadcastTree(Communicator& comm, void* user, size_t bytes, int root) {
   }
   if (v != 0 && bytes > 0) std::memcpy(user, data, bytes);
 }
-
-}  // namespace
 
 void broadcast(Communicator& comm, void* data, size_t count, DataType dtype, int root,
                Millis timeout) {

@@ -35,6 +35,8 @@ unsigned char* startPartial(Communicator& comm, void* data, size_t count, DataTy
   return copy;
 }
 
+}  // namespace
+
 // Ranks are renumbered relative to the root (v = rank - root mod n). Rank v first collects
 // from its children v + 1, v + 2, v + 4, ... (each the root of a subtree, smallest first),
 // then sends its partial to its parent v - lowbit(v).
@@ -65,8 +67,6 @@ void reduceTree(Communicator& comm, void* data, size_t count, DataType dtype, Re
   if (isHalfType(dtype)) fromFloat32(reinterpret_cast<float*>(acc), data, count, dtype);
   else if (bytes > 0) std::memcpy(data, acc, bytes);
 }
-
-}  // namespace
 
 void reduce(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op, int root,
             Millis timeout) {

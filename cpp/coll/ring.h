@@ -62,6 +62,19 @@ void ringAllGather(Communicator& comm, void* buf, const Segments& seg, size_t el
 // caller's buffer, written only at the end on non-roots.
 void broadcastChain(Communicator& comm, void* data, size_t bytes, int root);
 
+// The algorithms themselves, without argument checks or beginOp, for composite algorithms
+// that run them on a view of some ranks (allreduce_hier.cc). Each leaves the result in `data`
+// as its collective does (reduceTree: on the root only).
+void allReduceRingCore(Communicator& comm, void* data, size_t count, DataType dtype,
+                       ReduceOp op);
+void reduceTree(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op,
+                int root);
+void broadcastTree(Communicator& comm, void* data, size_t bytes, int root);
+
+// Hierarchical all-reduce (allreduce_hier.cc): within each host, then across hosts.
+bool allReduceUsesHier(const Communicator& comm);
+void allReduceHier(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op);
+
 // comm.scratch(bytes, slot) as a byte pointer, never null (a 0-byte request gets 1 byte), so
 // that empty segments still have a valid address to send from and receive into.
 inline unsigned char* scratchBytes(Communicator& comm, size_t bytes, int slot) {

@@ -20,6 +20,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +31,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/trace.h"
+#include "transport/hybrid/hybrid_transport.h"
 #include "transport/shm/shm_transport.h"
 #include "transport/tcp/interface.h"
 #include "transport/tcp/tcp_transport.h"
@@ -70,18 +72,21 @@ Notice decodeNotice(const std::string& value) {
   return {ErrorCode::kAborted, value};
 }
 
-// "hostname/boot-id": equal on two processes that can share memory (the boot id tells apart
-// hosts with the same name and containers on different machines).
+// "hostname/boot-id/netns": equal on two processes that can share memory (the boot id tells
+// apart hosts with the same name and containers on different machines; the network namespace
+// tells apart containers, and the namespaces tests use as hosts, on one machine).
 std::string hostId() {
   char name[256] = {};
   if (::gethostname(name, sizeof(name) - 1) != 0) std::strcpy(name, "unknown-host");
   std::string boot;
   std::ifstream f("/proc/sys/kernel/random/boot_id");
   std::getline(f, boot);
-  return strcat(name, "/", boot);
+  char ns[128] = {};
+  ssize_t n = ::readlink("/proc/self/ns/net", ns, sizeof(ns) - 1);
+  return strcat(name, "/", boot, "/", n > 0 ? ns : "net:?");
 }
 
-const char* const kAlgos[] = {"auto", "ring", "direct", "chain", "tree"};
+const char* const kAlgos[] = {"auto", "ring", "direct", "chain", "tree", "hier"};
 
 }  // namespace
 
@@ -92,7 +97,10 @@ struct Communicator::Impl {
   std::shared_ptr<Store> notifyStore;  // own connection, publishes this rank's first error
   std::unique_ptr<TcpTransport> tcp;        // during the rendezvous
   std::unique_ptr<Transport> transport;     // the one in use; null for a world of one
-  ShmTransport* shm = nullptr;              // transport, when it is shared memory
+  ShmTransport* shm = nullptr;              // transport, when it is shared memory alone
+  std::vector<int> hostOf;                  // host index of every rank (chooseTransport)
+  int hosts = 1;
+  std::unique_ptr<Communicator> localView, leaderView;  // built on first use
   std::unique_ptr<trace::CommTimeline> timeline;  // NODECCL_TRACE; null when off
   std::thread watcher;
 
@@ -122,7 +130,7 @@ struct Communicator::Impl {
   [[noreturn]] void throwMissing(const std::vector<int>& missing, net::Clock::time_point start);
   void checkSize(int r, const std::string& value);
   void chooseTransport(const std::vector<std::string>& addrs, net::Deadline deadline);
-  void startShm(bool forced, net::Deadline deadline);
+  void startShm(bool forced, const std::vector<int>& members, net::Deadline deadline);
   void startWatcher();
   void watchLoop();
   void pollLoop();
@@ -149,8 +157,8 @@ static void validate(const CommOptions& o) {
   bool known = false;
   for (const char* a : kAlgos) known = known || o.algo == a;
   if (!known) {
-    bad(strcat("rank ", o.rank, ": unknown algorithm '", o.algo, "'; use auto, ring or direct "
-               "(allReduce), chain or tree (broadcast) (check NODECCL_ALGO)"));
+    bad(strcat("rank ", o.rank, ": unknown algorithm '", o.algo, "'; use auto, ring, direct "
+               "or hier (allReduce), chain or tree (broadcast) (check NODECCL_ALGO)"));
   }
   if (o.prefix.empty()) bad(strcat("rank ", o.rank, ": the store prefix must not be empty"));
   if (o.initTimeout <= Millis(0) || o.timeout <= Millis(0)) {
@@ -165,6 +173,10 @@ std::unique_ptr<Communicator> Communicator::create(std::shared_ptr<Store> store,
   if (const char* t = std::getenv("NODECCL_TRANSPORT"); t != nullptr && *t != '\0') {
     o.transport = t;
     NODECCL_INFO("init", o.rank, o.size, "NODECCL_TRANSPORT=", t);
+  }
+  if (const char* h = std::getenv("NODECCL_HOST_ID"); h != nullptr && *h != '\0') {
+    o.hostId = h;
+    NODECCL_INFO("init", o.rank, o.size, "NODECCL_HOST_ID=", h);
   }
   if (const char* a = std::getenv("NODECCL_ALGO"); a != nullptr && *a != '\0') {
     o.algo = a;
@@ -186,6 +198,16 @@ Communicator::Communicator(std::shared_ptr<Store> store, const CommOptions& opts
   impl_->opts = opts;
   impl_->store = std::move(store);
   if (trace::enabled()) impl_->timeline = std::make_unique<trace::CommTimeline>(opts.rank);
+}
+
+Communicator::Communicator(Communicator* parent, std::vector<int> members)
+    : parent_(parent), members_(std::move(members)), opts_(parent->opts_) {
+  opts_.size = static_cast<int>(members_.size());
+  opts_.rank = -1;
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (members_[i] == parent->rank()) opts_.rank = static_cast<int>(i);
+  }
+  NODECCL_CHECK(opts_.rank >= 0);
 }
 
 Communicator::~Communicator() { destroy(); }
@@ -249,7 +271,7 @@ std::string Communicator::Impl::publishAddress() {
   }
   std::string addr = net::joinHostPort(published, tcp->port());
   store->set(key("size", opts.rank), std::to_string(opts.size));
-  store->set(key("host", opts.rank), hostId());
+  store->set(key("host", opts.rank), opts.hostId.empty() ? hostId() : opts.hostId);
   store->set(key("addr", opts.rank), addr);
   NODECCL_INFO("init", opts.rank, opts.size, "listening on ", addr, " (listenHost '",
                opts.listenHost, "')");
@@ -328,14 +350,26 @@ void Communicator::Impl::throwMissing(const std::vector<int>& missing,
 
 // ---- transport choice -------------------------------------------------------------------
 
-// Every rank reads the same host table, so every rank makes the same choice.
+// Every rank reads the same host table, so every rank makes the same choice: shared memory when
+// all ranks share this host; otherwise shared memory among this host's ranks and TCP to the
+// rest (a hybrid transport), or TCP alone for a rank that is alone on its host.
 void Communicator::Impl::chooseTransport(const std::vector<std::string>& addrs,
                                          net::Deadline deadline) {
-  std::vector<std::string> hosts(opts.size);
+  std::vector<std::string> hosts(opts.size), names;
+  hostOf.assign(opts.size, 0);
   int other = -1;
   for (int r = 0; r < opts.size; ++r) {
     hosts[r] = store->get(key("host", r), Millis(net::msUntil(deadline)));
     if (other < 0 && hosts[r] != hosts[0]) other = r;
+    size_t h = 0;
+    while (h < names.size() && names[h] != hosts[r]) ++h;
+    if (h == names.size()) names.push_back(hosts[r]);
+    hostOf[r] = static_cast<int>(h);
+  }
+  this->hosts = static_cast<int>(names.size());
+  std::vector<int> members;  // this host's ranks
+  for (int r = 0; r < opts.size; ++r) {
+    if (hostOf[r] == hostOf[opts.rank]) members.push_back(r);
   }
   if (opts.transport == "shm" && other >= 0) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -344,28 +378,39 @@ void Communicator::Impl::chooseTransport(const std::vector<std::string>& addrs,
                        hosts[other], ") are on different hosts; shared memory only joins "
                        "ranks on one host: unset NODECCL_TRANSPORT or set it to tcp"));
   }
-  if (opts.transport == "tcp" || other >= 0) {
+  if (opts.transport == "tcp" || members.size() == 1) {
     NODECCL_INFO("init", opts.rank, opts.size, "transport tcp (",
                  opts.transport == "tcp" ? "NODECCL_TRANSPORT=tcp"
-                                         : strcat("ranks 0 and ", other, " on different hosts"),
+                                         : strcat("no other rank on this host; ", this->hosts,
+                                                  " hosts"),
                  ")");
     transport = std::move(tcp);
     return;
   }
-  startShm(opts.transport == "shm", deadline);
+  startShm(opts.transport == "shm", members, deadline);
 }
 
-void Communicator::Impl::startShm(bool forced, net::Deadline deadline) {
-  auto shmT = std::make_unique<ShmTransport>(opts.rank, opts.size, std::move(tcp));
+void Communicator::Impl::startShm(bool forced, const std::vector<int>& members,
+                                  net::Deadline deadline) {
+  const bool alone = static_cast<int>(members.size()) == opts.size;  // one host
+  auto shmT = std::make_unique<ShmTransport>(opts.rank, opts.size, std::move(tcp), members);
   bool anyFailed = false;
-  std::string why = shmT->setup(*store, key("shm"), Millis(std::max(1, net::msUntil(deadline))),
-                                &anyFailed);
-  if (!anyFailed) {
+  // The host's ranks agree among themselves (every host decides for its own pairs).
+  std::string why = shmT->setup(*store, key(strcat("shm/h", hostOf[opts.rank])),
+                                Millis(std::max(1, net::msUntil(deadline))), &anyFailed);
+  if (!anyFailed && alone) {
     NODECCL_INFO("init", opts.rank, opts.size, "transport shm (all ", opts.size,
                  " ranks on this host", forced ? ", NODECCL_TRANSPORT=shm" : "", "; ",
                  ShmTransport::kRingBytes >> 10, " KiB ring per pair)");
     shm = shmT.get();
     transport = std::move(shmT);
+    return;
+  }
+  if (!anyFailed) {
+    NODECCL_INFO("init", opts.rank, opts.size, "transport shm+tcp (", members.size(),
+                 " ranks on this host over shared memory, TCP to the other ", hosts - 1,
+                 hosts == 2 ? " host)" : " hosts)");
+    transport = std::make_unique<HybridTransport>(std::move(shmT));
     return;
   }
   if (forced) {
@@ -378,13 +423,47 @@ void Communicator::Impl::startShm(bool forced, net::Deadline deadline) {
   transport = shmT->takeLiveness();
 }
 
+int Communicator::hostCount() const { return impl_ ? impl_->hosts : 1; }
+
+int Communicator::hostOf(int rank) const {
+  if (!impl_ || impl_->hostOf.empty()) return 0;
+  return impl_->hostOf[static_cast<size_t>(rank)];
+}
+
+Communicator* Communicator::localView() {
+  NODECCL_CHECK(impl_ != nullptr);
+  if (!impl_->localView) {
+    std::vector<int> members;
+    for (int r = 0; r < opts_.size; ++r) {
+      if (hostOf(r) == hostOf(opts_.rank)) members.push_back(r);
+    }
+    impl_->localView.reset(new Communicator(this, members));
+  }
+  return impl_->localView.get();
+}
+
+Communicator* Communicator::leaderView() {
+  NODECCL_CHECK(impl_ != nullptr);
+  std::vector<int> leaders;  // the lowest rank of every host, ascending
+  std::vector<char> seen(static_cast<size_t>(hostCount()), 0);
+  for (int r = 0; r < opts_.size; ++r) {
+    if (!seen[hostOf(r)]) leaders.push_back(r);
+    seen[hostOf(r)] = 1;
+  }
+  if (std::find(leaders.begin(), leaders.end(), opts_.rank) == leaders.end()) return nullptr;
+  if (!impl_->leaderView) impl_->leaderView.reset(new Communicator(this, leaders));
+  return impl_->leaderView.get();
+}
+
 const char* Communicator::transportName() const {
+  if (parent_) return parent_->transportName();
   return impl_->transport ? impl_->transport->name() : "none";
 }
 
-ShmTransport* Communicator::shm() const { return impl_->shm; }
+ShmTransport* Communicator::shm() const { return impl_ ? impl_->shm : nullptr; }
 
 void Communicator::noteAlgorithm(const char* collective, const char* algo, size_t bytes) {
+  if (parent_) return;  // a view's inner choices are part of its parent's algorithm
   for (auto& [coll, last] : algos_) {
     if (std::strcmp(coll, collective) != 0) continue;
     if (std::strcmp(last, algo) == 0) return;
@@ -565,6 +644,7 @@ static void throwIfUnusable(const Communicator& c, bool destroyed, bool failed) 
 void Communicator::beginOp(OpKind kind, Millis timeout) { beginOp(kind, timeout, OpParams()); }
 
 void Communicator::beginOp(OpKind kind, Millis timeout, const OpParams& params) {
+  NODECCL_CHECK(impl_ != nullptr);  // never on a view
   throwIfUnusable(*this, impl_->destroyed.load(), impl_->failed.load());
   Millis t = timeout > Millis(0) ? timeout : opts_.timeout;
   op_.kind = kind;
@@ -583,6 +663,11 @@ void Communicator::beginOp(OpKind kind, Millis timeout, const OpParams& params) 
 
 void Communicator::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer,
                             void* rbuf, size_t rbytes) {
+  if (parent_) {
+    auto global = [&](int p) { return p < 0 ? -1 : members_.at(static_cast<size_t>(p)); };
+    parent_->sendRecv(global(sendPeer), sbuf, sbytes, global(recvPeer), rbuf, rbytes);
+    return;
+  }
   throwIfUnusable(*this, impl_->destroyed.load(), impl_->failed.load());
   if (sendPeer < 0 && recvPeer < 0) return;
   if (!impl_->transport) {
@@ -644,6 +729,7 @@ void* Communicator::scratch(size_t bytes, int slot) {
 // ---- teardown ---------------------------------------------------------------------------
 
 void Communicator::destroy() {
+  if (!impl_) return;  // a view: its parent owns the connections
   Impl& m = *impl_;
   if (m.destroyed.exchange(true)) return;
   {

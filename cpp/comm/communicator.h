@@ -28,14 +28,17 @@ struct CommOptions {
   std::string listenHost;
   Millis initTimeout = Millis(60000);  // bounds the whole rendezvous
   Millis timeout = Millis(300000);     // default for each operation
-  // NODECCL_TRANSPORT: "auto" takes shared memory when every rank is on this host (same
-  // hostname and boot id) and TCP otherwise; "tcp" or "shm" forces one (shm across hosts is
-  // an error).
+  // NODECCL_TRANSPORT: "auto" takes shared memory between the ranks of one host (same
+  // hostname, boot id and network namespace) and TCP between hosts; "tcp" or "shm" forces one
+  // (shm across hosts is an error).
   std::string transport = "auto";
+  // NODECCL_HOST_ID: which host this rank is on, for the choice above and for hierarchical
+  // algorithms; "" detects it. Ranks given the same id must be able to share memory.
+  std::string hostId;
   // Job token every peer connection must prove (common/auth.h); "" for none.
   std::string token = auth::tokenFromEnv();
   // NODECCL_ALGO: "auto" picks per call by size and world size; an algorithm name forces it
-  // for the collectives that have it: allReduce ring|direct, broadcast chain|tree.
+  // for the collectives that have it: allReduce ring|direct|hier, broadcast chain|tree.
   std::string algo = "auto";
 };
 
@@ -61,12 +64,26 @@ class Communicator {
   // message carries it and receivers fail with kMismatch when ranks disagree (see
   // transport/header.h). Collectives advance op.step; send/recv do not.
   void beginOp(OpKind kind, Millis timeout, const OpParams& params);
-  const OpInfo& currentOp() const { return op_; }
+  const OpInfo& currentOp() const { return parent_ ? parent_->currentOp() : op_; }
 
   // The transport in use ("tcp", "shm"; "none" for a world of one), and the shared-memory
   // transport itself when it is the one (for the non-blocking small-message path), else null.
   const char* transportName() const;
   ShmTransport* shm() const;
+
+  // Topology: the hosts of the job, numbered in the order of their lowest rank (a world of one,
+  // and a view, has one host).
+  int hostCount() const;
+  int hostOf(int rank) const;
+
+  // Views for hierarchical algorithms: the ranks on this rank's host, and the lowest rank of
+  // every host (null on the other ranks). A view's rank() and size() are positions in its
+  // member list; its sendRecv forwards to this communicator with peers mapped to their ranks
+  // here, as part of this communicator's current operation (same headers, same deadline). It
+  // has scratch buffers of its own. Only rank, size, options, sendRecv, send, recv, scratch
+  // and currentOp may be used on a view (algorithm building blocks, never beginOp).
+  Communicator* localView();
+  Communicator* leaderView();
 
   // Records the algorithm a collective chose; logged at info whenever it differs from the
   // previous call's choice for that collective (so a size sweep shows every switch).
@@ -100,8 +117,11 @@ class Communicator {
 
  private:
   Communicator(std::shared_ptr<Store> store, const CommOptions& opts);
+  Communicator(Communicator* parent, std::vector<int> members);  // a view
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_;  // null for a view
+  Communicator* parent_ = nullptr;  // a view's communicator
+  std::vector<int> members_;        // a view's ranks in parent_, ascending
   CommOptions opts_;
   OpInfo op_;
   std::vector<std::vector<unsigned char>> scratch_;

@@ -566,3 +566,91 @@ NODECCL_TEST(coll_batch_sendrecv_any_order_no_deadlock) {
     }, testOptions());
   }
 }
+
+// ---- jobs over several hosts (hybrid transport, hierarchical all-reduce) ------------------
+
+namespace {
+
+// Host layouts: one letter per rank. Contiguous, interleaved (a host's ranks are not
+// neighbours in the ring), uneven, one rank per host, and one host alone.
+const char* const kLayouts[] = {"ab", "aab", "aabb", "abab", "abcab", "aaabbbcc", "aaaa"};
+
+}  // namespace
+
+NODECCL_TEST(coll_hosts_allreduce_every_layout_algo_dtype_op) {
+  for (const char* layout : kLayouts) {
+    for (const char* algo : {"auto", "hier", "ring", "direct"}) {
+      CommOptions o = testOptions();
+      o.algo = algo;
+      const int n = static_cast<int>(std::strlen(layout));
+      runWorldOnHosts(layout, [&](Communicator& comm) {
+        for (DataType t : kAllTypes) {
+          for (ReduceOp op : kAllOps) {
+            for (size_t count : {size_t(0), size_t(1), size_t(13), size_t(1000)}) {
+              Bytes data = makeInput(comm.rank(), count, t, op);
+              allReduce(comm, data.data(), count, t, op);
+              if (!expectBytes(data, expectedReduction(n, count, t, op), t,
+                               describe("allReduce", comm, count, t,
+                                        strcat(layout, " ", algo, " ", reduceOpName(op))
+                                            .c_str()))) {
+                return;
+              }
+            }
+          }
+        }
+      }, o);
+    }
+  }
+}
+
+NODECCL_TEST(coll_hosts_pick_transport_and_algorithm) {
+  runWorldOnHosts("aabb", [&](Communicator& comm) {
+    EXPECT_EQ(std::string(comm.transportName()), std::string("shm+tcp"));
+    EXPECT_EQ(comm.hostCount(), 2);
+    EXPECT_EQ(comm.hostOf(comm.rank()), comm.rank() / 2);
+  }, testOptions());
+  runWorldOnHosts("ab", [&](Communicator& comm) {
+    EXPECT_EQ(std::string(comm.transportName()), std::string("tcp"));
+  }, testOptions());
+  runWorldOnHosts("aaa", [&](Communicator& comm) {
+    EXPECT_EQ(std::string(comm.transportName()), std::string("shm"));
+  }, testOptions());
+}
+
+NODECCL_TEST(coll_hosts_large_and_other_collectives) {
+  const size_t count = (size_t(1) << 20) + 3;  // chunked ring steps, uneven segments
+  runWorldOnHosts("aabbb", [&](Communicator& comm) {
+    const int n = comm.size();
+    for (const DataType t : {DataType::kFloat32, DataType::kBFloat16}) {
+      Bytes data = makeInput(comm.rank(), count, t, ReduceOp::kSum);
+      allReduce(comm, data.data(), count, t, ReduceOp::kSum);
+      if (!expectBytes(data, expectedReduction(n, count, t, ReduceOp::kSum), t,
+                       describe("allReduce", comm, count, t, "aabbb"))) {
+        return;
+      }
+    }
+    // Flat algorithms over mixed steps: broadcast (chain at this size), all-gather and
+    // reduce-scatter rings that cross between hosts twice.
+    const size_t c = 100003;
+    Bytes b = makeInput(3, c, DataType::kInt32, ReduceOp::kSum);
+    Bytes mine = comm.rank() == 3 ? b : Bytes(b.size());
+    broadcast(comm, mine.data(), c, DataType::kInt32, 3);
+    expectBytes(mine, b, DataType::kInt32, describe("broadcast", comm, c, DataType::kInt32));
+    Bytes in = makeInput(comm.rank(), c, DataType::kInt32, ReduceOp::kSum);
+    Bytes all(in.size() * n);
+    allGather(comm, in.data(), all.data(), c, DataType::kInt32);
+    for (int r = 0; r < n; ++r) {
+      Bytes want = makeInput(r, c, DataType::kInt32, ReduceOp::kSum);
+      if (std::memcmp(all.data() + r * in.size(), want.data(), in.size()) != 0) {
+        fail(strcat("allGather rank ", comm.rank(), ": block ", r, " differs"));
+      }
+    }
+    Bytes rsIn = makeInput(comm.rank(), c * n, DataType::kFloat32, ReduceOp::kSum);
+    Bytes rsOut(c * 4);
+    reduceScatter(comm, rsIn.data(), rsOut.data(), c, DataType::kFloat32, ReduceOp::kSum);
+    Bytes full = expectedReduction(n, c * n, DataType::kFloat32, ReduceOp::kSum);
+    Bytes want(full.begin() + comm.rank() * c * 4, full.begin() + (comm.rank() + 1) * c * 4);
+    expectBytes(rsOut, want, DataType::kFloat32,
+                describe("reduceScatter", comm, c, DataType::kFloat32));
+  }, testOptions());
+}

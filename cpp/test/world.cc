@@ -37,6 +37,13 @@ void runRank(int rank, int port, const nodeccl::CommOptions& opts,
 
 void runWorld(int size, const std::function<void(nodeccl::Communicator&)>& fn,
               nodeccl::CommOptions base) {
+  runWorldOnHosts(std::string(static_cast<size_t>(size), '\0'), fn, base);
+}
+
+void runWorldOnHosts(const std::string& hosts,
+                     const std::function<void(nodeccl::Communicator&)>& fn,
+                     nodeccl::CommOptions base) {
+  const int size = static_cast<int>(hosts.size());
   static std::atomic<int> counter{0};
   nodeccl::TcpStoreServer server("127.0.0.1", 0);
   // A fresh prefix per call, so that no key of an earlier world is seen.
@@ -46,6 +53,7 @@ void runWorld(int size, const std::function<void(nodeccl::Communicator&)>& fn,
   for (int r = 0; r < size; ++r) {
     nodeccl::CommOptions opts = base;
     opts.rank = r;
+    if (hosts[r] != '\0') opts.hostId = std::string("test-host-") + hosts[r];
     threads.emplace_back([&, opts, r] { runRank(r, server.port(), opts, fn); });
   }
   for (auto& t : threads) t.join();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "comm/communicator.h"
 
@@ -12,5 +13,11 @@ namespace nodeccl_test {
 
 void runWorld(int size, const std::function<void(nodeccl::Communicator&)>& fn,
               nodeccl::CommOptions base = nodeccl::CommOptions());
+
+// The same, with rank r told it is on host hosts[r] (CommOptions::hostId): ranks with the same
+// letter share memory, the others talk TCP, as in a job over several machines.
+void runWorldOnHosts(const std::string& hosts,
+                     const std::function<void(nodeccl::Communicator&)>& fn,
+                     nodeccl::CommOptions base = nodeccl::CommOptions());
 
 }  // namespace nodeccl_test

@@ -2,90 +2,21 @@
 // nodeccl-run as real processes: the environment each rank gets, prefixed whole lines, exit
 // codes and stopping the other ranks when one fails, signal forwarding, and running under an
 // (emulated) mpirun or srun.
-import { execFileSync, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { isAlive, launch as launchCli, launcherScript, type LaunchOptions }
+  from '../helpers/launcher';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const DIST_RUN = path.join(ROOT, 'dist', 'cli', 'run.js');
-const SOURCES = ['lib/cli/run.ts', 'lib/env.ts', 'lib/errors.ts', 'lib/options.ts'];
 const NODE = process.execPath;
 
-let runJs = DIST_RUN;
-
-// Use dist/ when it is newer than the sources; otherwise build the CLI alone into build-test/
-// (lib/index.ts may not build while other modules are in progress, and dist/ is the lead's).
+let runJs = '';
 beforeAll(() => {
-  const mtime = (p: string) => fs.statSync(path.join(ROOT, p)).mtimeMs;
-  const fresh = fs.existsSync(DIST_RUN) &&
-    SOURCES.every((s) => mtime(s) <= fs.statSync(DIST_RUN).mtimeMs);
-  if (fresh) return;
-  runJs = path.join(ROOT, 'build-test', 'cli', 'run.js');
-  execFileSync('npx', ['tsup', 'lib/cli/run.ts', '--format', 'cjs', '-d', 'build-test/cli',
-    '--no-config', '--silent', '--target', 'node18'], { cwd: ROOT, stdio: 'inherit' });
+  runJs = launcherScript('cli');
 });
 
-interface Launch {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-interface LaunchOptions {
-  env?: Record<string, string>;
-  /** Called with the whole stdout so far after each chunk; may signal the launcher. */
-  onStdout?: (stdout: string, pid: number) => void;
-}
-
-const LAUNCHER_VARS = new RegExp('^(RANK|WORLD_SIZE|LOCAL_RANK|LOCAL_WORLD_SIZE|MASTER_ADDR|' +
-  'MASTER_PORT|NODECCL_.*|OMPI_.*|PMI_.*|SLURM_.*|MPI_LOCAL.*)$');
-
-// The test runner's environment without any launcher's variables.
-function cleanEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined) continue;
-    if (LAUNCHER_VARS.test(k)) continue;
-    env[k] = v;
-  }
-  return env;
-}
-
-function launch(args: string[], options: LaunchOptions = {}): Promise<Launch> {
-  const started = Date.now();
-  const child = spawn(NODE, [runJs, ...args], {
-    env: { ...cleanEnv(), ...options.env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => {
-    stdout += s;
-    options.onStdout?.(stdout, child.pid!);
-  });
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-  const guard = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  return new Promise((resolve) => {
-    child.on('close', (code, signal) => {
-      clearTimeout(guard);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
-    });
-  });
-}
+const launch = (args: string[], options?: LaunchOptions) => launchCli(runJs, args, options);
 
 /** `node -e <script>` as the command of every rank. */
 const nodeEval = (script: string) => [NODE, '-e', script];
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** `[r] text` lines of stdout as [rank, text] pairs; any other line fails the test. */
 function prefixed(stdout: string): [number, string][] {

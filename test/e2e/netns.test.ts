@@ -1,72 +1,51 @@
 // SPDX-License-Identifier: Apache-2.0
-// Two "hosts" made of network namespaces joined by a veth pair (as root; skipped with the reason
-// printed where namespaces cannot be made): a 2-rank TCP job gets correct results over the link
-// (shaped with `tc netem` delay and 1% packet loss where the kernel has netem), and when the
-// link is then taken down, both ranks fail with a clear error well within the operation timeout.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+// Two "hosts" made of network namespaces (test/helpers/netns.ts; as root, skipped with the
+// reason printed where namespaces cannot be made), one rank on each: a 2-rank TCP job gets
+// correct results over links that drop 1% of packets (and are delayed where the kernel has
+// `tc netem`), and when a link is then taken down, both ranks fail with a clear error well
+// within the operation timeout.
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { haveCommand, makeHosts, type NetHosts } from '../helpers/netns';
 import { FIXTURES, ROOT } from '../helpers/world';
 
 const tag = String(process.pid % 100000);
-const NS = [`nccl-a-${tag}`, `nccl-b-${tag}`];
-const VETH = [`ncva${tag}`, `ncvb${tag}`];
-const ADDR = ['10.231.7.1', '10.231.7.2'];
 const OP_TIMEOUT_MS = 3000;
-
-function sh(...args: string[]): void {
-  execFileSync(args[0], args.slice(1), { stdio: 'pipe' });
-}
-
-// Builds the two namespaces; returns why it could not, or null.
-function makeHosts(): string | null {
-  if (process.getuid?.() !== 0) return 'not root';
-  try {
-    for (const ns of NS) sh('ip', 'netns', 'add', ns);
-    sh('ip', 'link', 'add', VETH[0], 'type', 'veth', 'peer', 'name', VETH[1]);
-    for (let i = 0; i < 2; i++) {
-      sh('ip', 'link', 'set', VETH[i], 'netns', NS[i]);
-      sh('ip', 'netns', 'exec', NS[i], 'ip', 'addr', 'add', `${ADDR[i]}/24`, 'dev', VETH[i]);
-      sh('ip', 'netns', 'exec', NS[i], 'ip', 'link', 'set', VETH[i], 'up');
-      sh('ip', 'netns', 'exec', NS[i], 'ip', 'link', 'set', 'lo', 'up');
-    }
-  } catch (e) {
-    return `cannot create network namespaces here: ${(e as Error).message.split('\n')[0]}`;
-  }
-  // Shape host A's side: 2 ms delay and 1% loss (TCP must retransmit; results must hold). Some
-  // kernels lack the netem qdisc: the link then stays unshaped and the test says so.
-  try {
-    sh('ip', 'netns', 'exec', NS[0], 'tc', 'qdisc', 'add', 'dev', VETH[0], 'root', 'netem',
-      'delay', '2ms', 'loss', '1%');
-    shaped = true;
-  } catch (e) {
-    console.log('netns test: tc netem is not available in this kernel ' +
-      `(${(e as Error).message.split('\n').slice(-2).join(' ').trim()}); the link is unshaped`);
-  }
-  return null;
-}
-
-function removeHosts(): void {
-  for (const ns of NS) {
-    try { sh('ip', 'netns', 'del', ns); } catch { /* not made */ }
-  }
-}
-
+let hosts: NetHosts | null = null;
 let why: string | null = null;
-let shaped = false;
+let shaped = '';
+
+// Two hosts; host A's link delayed 2 ms where the kernel has netem, and both links dropping 1%
+// of packets (TCP must retransmit; results must hold) where iptables is installed.
 beforeAll(() => {
-  why = makeHosts();
-  if (why) console.log(`netns tests skipped: ${why}`);
+  const made = makeHosts(2, 'n');
+  if (typeof made === 'string') {
+    why = made;
+    console.log(`netns tests skipped: ${why}`);
+    return;
+  }
+  hosts = made;
+  const noDelay = made.delay(0, 2);
+  if (noDelay) console.log(`netns test: ${noDelay}; the link is not delayed`);
+  else shaped = '2 ms delay';
+  if (haveCommand('iptables')) {
+    made.loss(0, 1);
+    made.loss(1, 1);
+    shaped += `${shaped ? ', ' : ''}1% loss`;
+  } else {
+    console.log('netns test: iptables is missing (Debian package iptables); no packet loss');
+  }
 });
-afterAll(removeHosts);
+afterAll(() => hosts?.remove());
 
 interface Line { [k: string]: unknown }
 
-function startRank(rank: number, port: number, lines: Line[][]): ChildProcess {
-  const child = spawn('ip', ['netns', 'exec', NS[rank], process.execPath,
-    path.join(FIXTURES, 'netns-rank.js')], {
+function startRank(h: NetHosts, rank: number, port: number, lines: Line[][]): ChildProcess {
+  const argv = h.exec(rank, [process.execPath, path.join(FIXTURES, 'netns-rank.js')]);
+  const child = spawn(argv[0], argv.slice(1), {
     cwd: ROOT,
-    env: { ...process.env, RANK: String(rank), WORLD_SIZE: '2', MASTER_ADDR: ADDR[0],
+    env: { ...process.env, RANK: String(rank), WORLD_SIZE: '2', MASTER_ADDR: h.addrs[0],
       MASTER_PORT: String(port), NODECCL_TRANSPORT: 'tcp', OP_TIMEOUT_MS: String(OP_TIMEOUT_MS),
       NODECCL_TOKEN: `netns-${tag}` },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -87,9 +66,10 @@ function startRank(rank: number, port: number, lines: Line[][]): ChildProcess {
 describe('two hosts over a veth link', () => {
   it('give correct results over the link (shaped where netem exists), then fail when cut',
     async (ctx) => {
-    if (why) ctx.skip();
+    if (!hosts) return ctx.skip();
+    const h = hosts;
     const lines: Line[][] = [[], []];
-    const children = [0, 1].map((r) => startRank(r, 29000 + (process.pid % 1000), lines));
+    const children = [0, 1].map((r) => startRank(h, r, 29000 + (process.pid % 1000), lines));
     const exited = children.map((c) => new Promise<number | null>((res) => c.on('close', res)));
     const killer = setTimeout(() => children.forEach((c) => c.kill('SIGKILL')), 60_000);
     try {
@@ -101,10 +81,10 @@ describe('two hosts over a veth link', () => {
         expect(l.find((x) => x.fatal)).toBeUndefined();
         expect(l.find((x) => x.phase === 'shaped')?.wrong).toBe(0);
       }
-      console.log(`20 all-reduces of 256 KiB over the ${shaped ? 'shaped (2 ms, 1% loss)' :
-        'unshaped'} link: ${lines.map((l) => l.find((x) => x.phase)?.ms).join(' / ')} ms`);
+      console.log(`20 all-reduces of 256 KiB over the ${shaped || 'unshaped'} link: ` +
+        `${lines.map((l) => l.find((x) => x.phase)?.ms).join(' / ')} ms`);
       const cut = Date.now();
-      sh('ip', 'netns', 'exec', NS[0], 'ip', 'link', 'set', VETH[0], 'down');
+      h.cut(0);
       await Promise.all(exited);
       for (const l of lines) {
         const end = l.find((x) => x.outcome === 'error');

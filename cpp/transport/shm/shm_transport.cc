@@ -108,10 +108,18 @@ void* mapSegment(const std::string& name, size_t bytes, bool create, std::string
 
 }  // namespace
 
-ShmTransport::ShmTransport(int rank, int size, std::unique_ptr<TcpTransport> liveness)
-    : rank_(rank), size_(size), liveness_(std::move(liveness)),
+ShmTransport::ShmTransport(int rank, int size, std::unique_ptr<TcpTransport> liveness,
+                           std::vector<int> members)
+    : rank_(rank), size_(size), members_(std::move(members)),
+      local_(static_cast<size_t>(size), -1), liveness_(std::move(liveness)),
       segs_(static_cast<size_t>(size), nullptr), segBytes_(static_cast<size_t>(size), 0),
-      steps_(size) {}
+      steps_(size) {
+  if (members_.empty()) {
+    for (int r = 0; r < size; ++r) members_.push_back(r);
+  }
+  for (size_t i = 0; i < members_.size(); ++i) local_[members_[i]] = static_cast<int>(i);
+  NODECCL_CHECK(local_[rank] >= 0);
+}
 
 ShmTransport::~ShmTransport() { close(); }
 
@@ -120,7 +128,8 @@ ShmTransport::~ShmTransport() { close(); }
 std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Millis timeout,
                                 bool* anyFailed) {
   auto key = [&](const char* what, int r) { return strcat(keyPrefix, "/", what, "/", r); };
-  const size_t bytes = segmentBytes(size_);
+  const int n = static_cast<int>(members_.size());
+  const size_t bytes = segmentBytes(n);
 
   // 1. Create and publish this rank's segment ("!reason" when it could not).
   std::string why;
@@ -128,7 +137,7 @@ std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Mill
   auto* own = static_cast<Segment*>(mapSegment(ownName_, bytes, true, &why));
   if (own != nullptr) {
     own->magic = kSegMagic;
-    own->size = static_cast<uint32_t>(size_);
+    own->size = static_cast<uint32_t>(n);
     own->ringBytes = kRingBytes;
     segs_[rank_] = own;
     segBytes_[rank_] = bytes;
@@ -139,9 +148,10 @@ std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Mill
 
   // 2. Map every other rank's segment.
   std::vector<std::string> keys;
-  for (int r = 0; r < size_; ++r) keys.push_back(key("shmseg", r));
+  for (int r : members_) keys.push_back(key("shmseg", r));
   store.wait(keys, timeout);
-  for (int r = 0; r < size_ && why.empty(); ++r) {
+  for (int r : members_) {
+    if (!why.empty()) break;
     if (r == rank_) continue;
     std::string name = store.get(key("shmseg", r), timeout);
     if (!name.empty() && name[0] == '!') {
@@ -159,14 +169,15 @@ std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Mill
   // 3. Once every rank has tried, nobody needs the names any more: unlink this rank's.
   store.set(key("shmmapped", rank_), why.empty() ? "ok" : "!" + why);
   keys.clear();
-  for (int r = 0; r < size_; ++r) keys.push_back(key("shmmapped", r));
+  for (int r : members_) keys.push_back(key("shmmapped", r));
   store.wait(keys, timeout);
   if (!ownName_.empty()) ::shm_unlink(ownName_.c_str());
   ownName_.clear();
   *anyFailed = false;
   std::string firstWhy = why;
-  for (int r = 0; r < size_; ++r) {
-    std::string v = r == rank_ ? (why.empty() ? "ok" : "!" + why) : store.get(keys[r], timeout);
+  for (int i = 0; i < n; ++i) {
+    const int r = members_[i];
+    std::string v = r == rank_ ? (why.empty() ? "ok" : "!" + why) : store.get(keys[i], timeout);
     if (v != "ok") {
       *anyFailed = true;
       if (firstWhy.empty()) firstWhy = strcat("rank ", r, ": ", v.substr(1));
@@ -182,11 +193,11 @@ std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Mill
 // ---- rings --------------------------------------------------------------------------------
 
 ShmTransport::Channel* ShmTransport::inbox(int from) const {
-  return &segs_[rank_]->channels[from];
+  return &segs_[rank_]->channels[local_[from]];
 }
 
 ShmTransport::Channel* ShmTransport::outbox(int to) const {
-  return &segs_[to]->channels[rank_];
+  return &segs_[to]->channels[local_[rank_]];
 }
 
 // Bumps peer's doorbell; a futex wake (a system call) only when it is asleep.
@@ -198,7 +209,8 @@ void ShmTransport::ring(int peer) {
 
 void ShmTransport::checkPeer(int peer, const char* what) const {
   if (peer < 0) return;
-  if (peer >= size_ || peer == rank_ || segs_.empty() || segs_[peer] == nullptr) {
+  if (peer >= size_ || peer == rank_ || local_[peer] < 0 || segs_.empty() ||
+      segs_[peer] == nullptr) {
     throw Error(ErrorCode::kInvalidArgument,
                 strcat("rank ", rank_, ": cannot ", what, " rank ", peer, "; peers are 0..",
                        size_ - 1, " other than this rank", peer < size_ && peer != rank_

@@ -13,6 +13,9 @@
 //
 // Segments are unlinked as soon as every rank has mapped them (see ShmTransport::setup), so
 // nothing is left in /dev/shm once the communicator is up, even if a process is killed.
+//
+// In a job that spans hosts the transport joins only the ranks of one host (`members`); the
+// hybrid transport (transport/hybrid/) sends to the other hosts' ranks over TCP.
 #pragma once
 
 #include <atomic>
@@ -38,8 +41,11 @@ class ShmTransport : public Transport {
   // Header slot in front of every payload (the payload then starts 64-byte aligned).
   static constexpr size_t kSlotBytes = 64;
 
-  // `liveness` is the rendezvous TCP mesh; it is kept open only to notice a dead peer.
-  ShmTransport(int rank, int size, std::unique_ptr<TcpTransport> liveness);
+  // `liveness` is the rendezvous TCP mesh; it is kept open to notice a dead peer (and, in a
+  // hybrid transport, carries the messages to other hosts). `members`: the ranks this
+  // transport joins, ascending, `rank` among them; empty means all `size` ranks.
+  ShmTransport(int rank, int size, std::unique_ptr<TcpTransport> liveness,
+               std::vector<int> members = {});
   ~ShmTransport() override;
 
   // Creates this rank's segment, publishes its name under `keyPrefix` in the store, maps every
@@ -53,6 +59,12 @@ class ShmTransport : public Transport {
 
   // After a failed setup: hands back the TCP mesh, to be used as the transport instead.
   std::unique_ptr<TcpTransport> takeLiveness() { return std::move(liveness_); }
+  // The TCP mesh, for a hybrid transport's messages to ranks on other hosts.
+  TcpTransport* liveness() const { return liveness_.get(); }
+  // Whether `peer` is one of the ranks this transport joins (and not this rank).
+  bool joins(int peer) const {
+    return peer >= 0 && peer < size_ && peer != rank_ && local_[peer] >= 0;
+  }
 
   void sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer, void* rbuf,
                 size_t rbytes, const OpInfo& op) override;
@@ -96,6 +108,8 @@ class ShmTransport : public Transport {
 
   int rank_;
   int size_;
+  std::vector<int> members_;         // global ranks joined, ascending
+  std::vector<int> local_;           // local_[r]: r's index in members_, or -1
   std::unique_ptr<TcpTransport> liveness_;
   std::vector<Segment*> segs_;       // segs_[r]: rank r's segment, mapped here
   std::vector<size_t> segBytes_;
