@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-// NODECCL_TRACE timelines (see trace.h): events are kept in memory per rank file, at most
-// kMaxEvents each (later ones are counted, not kept), and written as one JSON document.
+// NODECCL_TRACE timelines (see trace.h): each event is appended to its rank's file as it
+// happens (one write(2), so a crash or SIGKILL loses none already recorded), at most
+// kMaxEvents per file (later ones are counted, not written). The file is a JSON array of trace
+// events: its closing bracket is written at process exit, and trace viewers accept a file
+// without it, as a crashed process leaves it.
 #include "common/trace.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -35,7 +41,7 @@ const Env& env() {
     if (x.on) {
       x.prefix = p;
       NODECCL_INFO("init", -1, 0, "NODECCL_TRACE=", p, ": writing ", p, ".<rank>.", getpid(),
-                   ".json at destroy and exit");
+                   ".json as events happen");
     }
     return x;
   }();
@@ -51,8 +57,10 @@ struct Track::Impl {
   std::string path;
   int rank = 0;
   int nextTid = 0;
-  std::vector<std::string> events;  // JSON objects
-  size_t dropped = 0;
+  int fd = -1;          // the open file; -1 when it could not be created
+  size_t written = 0;   // events in the file
+  size_t dropped = 0;   // events beyond kMaxEvents
+  bool closed = false;  // the closing bracket is written
 };
 
 namespace {
@@ -67,27 +75,42 @@ Registry& registry() {
   return *r;
 }
 
-void writeFile(Track::Impl& t) {
-  std::lock_guard<std::mutex> lock(t.mu);
-  std::string tmp = t.path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (f == nullptr) {
-    NODECCL_WARN("init", t.rank, 0, "NODECCL_TRACE: cannot write ", tmp, "; no trace for rank ",
-                 t.rank, " (does the directory exist and is it writable?)");
+// Appends `text` whole (retrying short writes); false on an I/O error.
+bool appendAll(int fd, const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Creates the file and writes its first element, the process name (with mu held).
+void createFile(Track::Impl& t) {
+  t.fd = ::open(t.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (t.fd < 0) {
+    NODECCL_WARN("init", t.rank, 0, "NODECCL_TRACE: cannot create ", t.path, ": ",
+                 std::strerror(errno), "; no trace for rank ", t.rank,
+                 " (does the directory exist and is it writable?)");
     return;
   }
-  std::fputs("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n", f);
-  std::fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
-               "\"args\":{\"name\":\"nodeccl rank %d (pid %d)\"}}", int(getpid()), t.rank,
-               int(getpid()));
-  for (const std::string& e : t.events) {
-    std::fputs(",\n", f);
-    std::fputs(e.c_str(), f);
-  }
-  std::fprintf(f, "\n],\"otherData\":{\"rank\":%d,\"droppedEvents\":%zu}}\n", t.rank,
-               t.dropped);
-  bool ok = std::fclose(f) == 0 && std::rename(tmp.c_str(), t.path.c_str()) == 0;
-  if (!ok) NODECCL_WARN("init", t.rank, 0, "NODECCL_TRACE: could not finish ", t.path);
+  appendAll(t.fd, strcat("[\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":", getpid(),
+                         ",\"tid\":0,\"args\":{\"name\":\"nodeccl rank ", t.rank, " (pid ",
+                         getpid(), ")\"}}"));
+}
+
+// Ends the array: a metadata event with the dropped count, then the closing bracket.
+void closeFile(Track::Impl& t) {
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (t.fd < 0 || t.closed) return;
+  t.closed = true;
+  appendAll(t.fd, strcat(",\n{\"name\":\"nodeccl_trace_end\",\"ph\":\"M\",\"pid\":", getpid(),
+                         ",\"tid\":0,\"args\":{\"rank\":", t.rank, ",\"events\":", t.written,
+                         ",\"droppedEvents\":", t.dropped, "}}\n]\n"));
+  ::close(t.fd);
+  t.fd = -1;
 }
 
 void flushAll() {
@@ -96,7 +119,7 @@ void flushAll() {
     std::lock_guard<std::mutex> lock(registry().mu);
     for (auto& kv : registry().byRank) all.push_back(kv.second);
   }
-  for (auto& t : all) writeFile(*t);
+  for (auto& t : all) closeFile(*t);
 }
 
 }  // namespace
@@ -113,6 +136,8 @@ std::unique_ptr<Track> open(int rank) {
     slot = std::make_shared<Track::Impl>();
     slot->rank = rank;
     slot->path = strcat(env().prefix, ".", rank, ".", getpid(), ".json");
+    std::lock_guard<std::mutex> fl(slot->mu);
+    createFile(*slot);
   }
   auto t = std::make_unique<Track>();
   t->impl_ = slot;
@@ -131,14 +156,17 @@ void Track::complete(const std::string& name, const char* cat, Clock::time_point
   std::string e = strcat("{\"name\":\"", jsonEscape(name), "\",\"cat\":\"", cat,
                          "\",\"ph\":\"X\",", num, ",\"args\":{", args, "}}");
   std::lock_guard<std::mutex> lock(impl_->mu);
-  if (impl_->events.size() >= kMaxEvents) {
+  if (impl_->fd < 0 || impl_->closed) return;
+  if (impl_->written >= kMaxEvents) {
     impl_->dropped++;
     return;
   }
-  impl_->events.push_back(std::move(e));
+  if (appendAll(impl_->fd, ",\n" + e)) impl_->written++;
 }
 
-void Track::flush() { writeFile(*impl_); }
+void Track::flush() {
+  // Events reach the file as they happen; nothing is buffered here.
+}
 
 void CommTimeline::closeOp() {
   if (!open_) return;

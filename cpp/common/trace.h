@@ -3,7 +3,7 @@
 // a Chrome/Perfetto trace (the JSON "trace event format", "X" complete events, microseconds),
 // showing each collective, each of its sendRecv steps (peers and bytes) and the time a step
 // spent waiting for its peers. Open it at https://ui.perfetto.dev or chrome://tracing.
-// Files are written whole when a communicator is destroyed and at process exit.
+// Events are appended as they happen, so a process that crashes leaves a loadable trace.
 // When NODECCL_TRACE is unset, every hook costs one load of a static flag.
 #pragma once
 
@@ -29,7 +29,8 @@ class Track {
   // ("\"peer\":1,\"bytes\":4096") or "".
   void complete(const std::string& name, const char* cat, Clock::time_point start,
                 Clock::time_point end, const std::string& args);
-  // Rewrites the file with every event so far.
+  // Kept for callers that end a timeline: events are already in the file when complete()
+  // returns.
   void flush();
 
   struct Impl;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // NODECCL_TRACE: a 2-rank all-reduce over TCP writes one Chrome/Perfetto trace per rank
 // (prefix.<rank>.<pid>.json) holding the all-reduce, its sendRecv steps (peer and bytes, inside
-// the all-reduce's span) and the waits inside those steps.
+// the all-reduce's span) and the waits inside those steps; ranks killed with SIGKILL leave a
+// trace that still holds their steps.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,6 +12,13 @@ import { lastJson, runRanks } from '../helpers/world';
 interface TraceEvent {
   name: string; cat: string; ph: string; ts: number; dur: number; pid: number; tid: number;
   args: Record<string, number | string>;
+}
+
+// A trace file is a JSON array of events; a process that died before exit leaves it without
+// its closing bracket (trace viewers accept that), which is added here to parse it.
+function readTrace(file: string): TraceEvent[] {
+  const text = fs.readFileSync(file, 'utf8').trimEnd();
+  return JSON.parse(text.endsWith(']') ? text : `${text}\n]`) as TraceEvent[];
 }
 
 describe('NODECCL_TRACE', () => {
@@ -25,10 +33,11 @@ describe('NODECCL_TRACE', () => {
       const out = lastJson(r);
       expect(out.value).toBe(3);  // 1 + 2
 
-      // The file is named by rank and pid, and is one JSON document in the trace event format.
+      // The file is named by rank and pid, and is one JSON array in the trace event format,
+      // closed at exit.
       const file = `${prefix}.${r.rank}.${out.pid}.json`;
-      const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
-      const events = doc.traceEvents as TraceEvent[];
+      expect(fs.readFileSync(file, 'utf8').trimEnd().endsWith(']')).toBe(true);
+      const events = readTrace(file);
       const complete = events.filter((e) => e.ph === 'X');
       expect(complete.every((e) => e.pid === out.pid && e.dur >= 0)).toBe(true);
 
@@ -62,6 +71,22 @@ describe('NODECCL_TRACE', () => {
       }
     }
     expect(waitCount).toBeGreaterThan(0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }, 40_000);
+
+  it('keeps the steps of ranks killed with SIGKILL', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeccl-trace-'));
+    const prefix = path.join(dir, 'job');
+    const results = await runRanks('trace-allreduce.js', 2,
+      { env: { NODECCL_TRACE: prefix, CRASH: '1' }, timeoutMs: 30_000 });
+    for (const r of results) {
+      expect(r.signal, r.stderr).toBe('SIGKILL');
+      const out = lastJson(r);
+      const events = readTrace(`${prefix}.${r.rank}.${out.pid}.json`);
+      const steps = events.filter((e) => e.name === 'sendRecv' && e.args.op === 'allReduce');
+      expect(steps.length).toBeGreaterThan(0);
+      expect(steps.every((e) => e.pid === out.pid)).toBe(true);
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   }, 40_000);
 });

@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/trace.h"
 #include "transport/header.h"
 
 namespace nodeccl {
@@ -390,7 +391,23 @@ void ShmTransport::waitProgress(const Side& s, const Side& r, const OpInfo& op) 
   }
 
   // Sleep: announce it, re-check, then wait unless the bell moved since it was read.
+  // NODECCL_TRACE: the time from the start of the wait (spin included) until a side can move
+  // is one "wait" event naming the peers still due; waits that end while spinning are not
+  // recorded (they would flood the trace with sub-microsecond events).
   Segment* me = segs_[rank_];
+  trace::Track* track = trace::current();
+  struct TraceWait {
+    trace::Track* track;
+    Clock::time_point t0;
+    const Side& s;
+    const Side& r;
+    ~TraceWait() {
+      if (track == nullptr) return;
+      track->complete("wait", "wait", t0, Clock::now(),
+                      strcat("\"send_peer\":", s.complete() ? -1 : s.peer, ",\"recv_peer\":",
+                             r.complete() ? -1 : r.peer, ",\"transport\":\"shm\""));
+    }
+  } traced{track, start, s, r};
   for (;;) {
     uint32_t seen = me->bell.load();
     me->sleepers.fetch_add(1);
