@@ -47,6 +47,9 @@ constexpr Millis kStoreLostGrace(1000);
 constexpr Millis kNotifyIoTimeout(2000);
 // Slices of the rendezvous wait, between which the sizes and the abort key are checked.
 constexpr Millis kFirstSlice(20), kMaxSlice(200);
+// After a timeout, how long the census (below) waits for the other ranks to answer, and how long
+// they wait for its result before failing with the timeout's own text.
+constexpr Millis kCensusWait(1500), kCensusResultWait(2500);
 
 bool isWildcard(const std::string& h) { return h == "0.0.0.0" || h == "::" || h == "*"; }
 
@@ -106,6 +109,9 @@ struct Communicator::Impl {
 
   std::atomic<bool> destroyed{false};
   std::atomic<bool> failed{false};
+  // The operation in progress, for the census: its kind and collective step (or its seq).
+  std::atomic<int> kindNow{0};
+  std::atomic<uint64_t> stepNow{0};
   std::atomic<int> active{0};  // sendRecv calls in progress (destroy waits for them)
 
   mutable std::mutex mu;  // guards the strings below and stopping
@@ -138,6 +144,9 @@ struct Communicator::Impl {
   void onStoreLost(const std::string& what);
   bool record(const std::string& text, ErrorCode code);
   Notice publish(const std::string& text, ErrorCode code);
+  void answerCensus(Store& s);
+  std::string runCensus(Store& s, const std::string& text);
+  std::string awaitCensus(Store& s, const std::string& text);
   bool sleepUnlessStopping(Millis ms);
 };
 
@@ -545,6 +554,12 @@ void Communicator::Impl::onRemoteError(const std::string& value) {
     std::lock_guard<std::mutex> lock(mu);
     own = n.text == publishing;
   }
+  // A timeout in a group of more than two: the failing rank's census is running (in fail());
+  // answer it, and fail with its result, which names the ranks that are really missing.
+  if (n.code == ErrorCode::kTimeout && opts.size > 2) {
+    if (own) return;  // fail() records and aborts with the census result
+    n.text = awaitCensus(watchStore ? *watchStore : *store, n.text);
+  }
   if (record(n.text, n.code) && !own) {
     NODECCL_INFO("coll", opts.rank, opts.size, "another rank failed: ", n.text);
   }
@@ -592,6 +607,80 @@ Notice Communicator::Impl::publish(const std::string& text, ErrorCode code) {
   }
 }
 
+// ---- census after a timeout ---------------------------------------------------------------
+//
+// A rank that times out knows only the peer it was waiting for, which in a ring of three or
+// more may itself be waiting for the rank that really stopped. So the rank whose timeout became
+// the group's error (it won the abort key) asks everyone: every rank that sees the notice (its
+// watcher thread is alive even while its worker is blocked) writes census/<rank> = the
+// operation it is in; after kCensusWait the ranks that did not answer are the ones stopped,
+// hung, or cut off from the store. The census result becomes every rank's error text.
+
+void Communicator::Impl::answerCensus(Store& s) {
+  s.set(key("census", opts.rank),
+        strcat(opKindName(OpKind(kindNow.load())), " #", stepNow.load()));
+}
+
+// On the failing rank: collects the answers and publishes the result. Returns the new text
+// (`text` itself when the store cannot be reached).
+std::string Communicator::Impl::runCensus(Store& s, const std::string& text) {
+  try {
+    answerCensus(s);
+    std::vector<std::string> keys;
+    for (int r = 0; r < opts.size; ++r) keys.push_back(key("census", r));
+    try {
+      s.wait(keys, kCensusWait);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kTimeout) throw;
+    }
+    // Ranks grouped by where they are; those without an answer are missing.
+    std::vector<int> missing;
+    std::vector<std::pair<std::string, std::string>> at;  // operation -> "1, 3"
+    for (int r = 0; r < opts.size; ++r) {
+      if (!s.exists(keys[r])) {
+        missing.push_back(r);
+        continue;
+      }
+      std::string where = s.get(keys[r], Millis(1000));
+      auto it = std::find_if(at.begin(), at.end(), [&](auto& p) { return p.first == where; });
+      if (it == at.end()) at.emplace_back(where, std::to_string(r));
+      else it->second += strcat(", ", r);
+    }
+    std::string result = text + "; census after the timeout: ";
+    if (!missing.empty()) {
+      std::string list;
+      for (size_t i = 0; i < missing.size(); ++i) list += strcat(i ? ", " : "", missing[i]);
+      result += strcat(missing.size() == 1 ? "rank " : "ranks ", list, " did not answer within ",
+                       kCensusWait.count(), " ms (stopped, hung, or cut off from the store: "
+                       "check ", missing.size() == 1 ? "it" : "them", ")", at.empty() ? "" : "; ");
+    } else {
+      result += "every rank answered (none is stopped: look for one that called a different "
+                "operation or is slow); ";
+    }
+    for (size_t i = 0; i < at.size(); ++i) {
+      result += strcat(i ? ", " : "", at[i].second.find(',') == std::string::npos ? "rank " :
+                       "ranks ", at[i].second, " in ", at[i].first);
+    }
+    s.set(key("census-result"), result);
+    return result;
+  } catch (const std::exception& e) {
+    NODECCL_INFO("coll", opts.rank, opts.size, "census after the timeout failed: ", e.what());
+    return text;
+  }
+}
+
+// On the other ranks: answers, then waits for the result (else keeps `text`).
+std::string Communicator::Impl::awaitCensus(Store& s, const std::string& text) {
+  try {
+    answerCensus(s);
+    return s.get(key("census-result"), kCensusResultWait);
+  } catch (const std::exception& e) {
+    NODECCL_INFO("coll", opts.rank, opts.size, "no census result after the timeout (",
+                 e.what(), ")");
+    return text;
+  }
+}
+
 void Communicator::fail(const std::string& reason, ErrorCode code) {
   // Publish before recording: when another rank failed first (and this rank only saw the
   // consequence, e.g. that rank closing its sockets), its error becomes this rank's too.
@@ -601,6 +690,11 @@ void Communicator::fail(const std::string& reason, ErrorCode code) {
     Notice winner = impl_->publish(reason, code);
     if (!winner.text.empty()) first = winner;
     ownWon = winner.text == reason;
+    // A timeout in a group of more than two: find who is really missing (see above).
+    Store* s = impl_->notifyStore ? impl_->notifyStore.get() : impl_->store.get();
+    if (first.code == ErrorCode::kTimeout && opts_.size > 2 && s != nullptr) {
+      first.text = ownWon ? impl_->runCensus(*s, first.text) : impl_->awaitCensus(*s, first.text);
+    }
   }
   const std::string& text = first.text;
   if (impl_->record(text, first.code) || ownWon) {
@@ -651,6 +745,8 @@ void Communicator::beginOp(OpKind kind, Millis timeout, const OpParams& params) 
   op_.params = params;
   op_.seq += 1;
   if (kind != OpKind::kPointToPoint) op_.step += 1;
+  impl_->kindNow.store(int(kind));
+  impl_->stepNow.store(kind == OpKind::kPointToPoint ? op_.seq : op_.step);
   op_.deadline = net::deadlineAfter(t);
   op_.timeoutMs = static_cast<uint32_t>(std::min<int64_t>(t.count(), UINT32_MAX));
   if (impl_->timeline) {
@@ -703,7 +799,8 @@ void Communicator::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int r
     // rank's own observations and keep their code.
     fail(e.what(), e.code());
     std::string first = firstError();
-    if (e.code() == ErrorCode::kPeerLost && first != e.what()) {
+    if ((e.code() == ErrorCode::kPeerLost || e.code() == ErrorCode::kTimeout) &&
+        first != e.what()) {
       throw Error(firstErrorCode(), first);
     }
     throw;

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "coll/collectives.h"
 #include "comm/communicator.h"
 #include "comm/executor.h"
 #include "common/dtype.h"
@@ -422,6 +423,40 @@ NODECCL_TEST(comm_timeout_when_peer_never_sends) {
     double ms = msSince(t0);
     EXPECT_TRUE(ms >= 290 && ms < 1500);
     done = true;
+  });
+}
+
+// In a group of four, rank 2 stays in an earlier operation while the others start the next:
+// whichever rank times out first, the census after it makes every rank's error say where each
+// rank was, so the one that is out of step is named even if it was nobody's ring neighbour.
+NODECCL_TEST(comm_timeout_census_names_where_each_rank_is) {
+  std::atomic<int> failedRanks{0};
+  runEach(4, [&](Communicator& c) {
+    float x[8] = {};
+    allReduce(c, x, 8, DataType::kFloat32, ReduceOp::kSum);
+    if (c.rank() == 2) {
+      // Alive but not calling: wait until the other three have failed, then check its error.
+      for (int i = 0; i < 1000 && failedRanks.load() < 3; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      for (int i = 0; i < 300 && c.firstError().empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      EXPECT_TRUE(c.firstError().find("census after the timeout") != std::string::npos);
+      return;
+    }
+    try {
+      allReduce(c, x, 8, DataType::kFloat32, ReduceOp::kSum, Millis(400));
+      nodeccl_test::fail("rank " + std::to_string(c.rank()) + ": the all-reduce should have timed out");
+    } catch (const Error& e) {
+      std::string m = e.what();
+      EXPECT_EQ(int(e.code()), int(ErrorCode::kTimeout));
+      EXPECT_TRUE(m.find("census after the timeout: every rank answered") != std::string::npos);
+      EXPECT_TRUE(m.find("rank 2 in allReduce #1") != std::string::npos);
+      EXPECT_TRUE(m.find("ranks 0, 1, 3 in allReduce #2") != std::string::npos);
+      if (m.find("rank 2 in allReduce #1") == std::string::npos) nodeccl_test::fail(m);
+    }
+    failedRanks++;
   });
 }
 

@@ -61,6 +61,39 @@ describe('a SIGSTOPped peer', () => {
     }, 70_000);
 });
 
+describe('a SIGSTOPped peer in a group of four', () => {
+  it('TIMEOUT on every survivor naming the stopped rank, found by the census', async () => {
+    let victimPid = 0;
+    let closed = 0;
+    const results = await runRanks('faults.js', 4, {
+      env: { FAULT: 'stop', VICTIM: '2', OP_TIMEOUT_MS: '2000' },
+      timeoutMs: 60_000,
+      onStart: (children) => {
+        const victim = children[2];
+        victimPid = victim.pid ?? 0;
+        victim.stdout?.on('data', (d: Buffer) => {
+          if (String(d).includes('"ready"')) process.kill(victimPid, 'SIGSTOP');
+        });
+        for (const r of [0, 1, 3]) {
+          children[r].on('close', () => {
+            if (++closed === 3) process.kill(victimPid, 'SIGCONT');
+          });
+        }
+      },
+    });
+    for (const r of [0, 1, 3]) {
+      const op = find(results[r], 'allReduce');
+      expect(op.outcome, results[r].stderr).toBe('error');
+      expect(op.code).toBe('ERR_NODECCL_TIMEOUT');
+      // Ring neighbours 1 and 3 wait for rank 2, but rank 0 waits for rank 3 (or 1): the census
+      // names rank 2 on every rank all the same.
+      expect(op.message).toMatch(/census after the timeout: rank 2 did not answer/);
+      expect(op.ms).toBeLessThan(15_000);
+      console.log(`rank ${r}: ${op.code} after ${op.ms} ms: ${op.message}`);
+    }
+  }, 70_000);
+});
+
 describe('abort()', () => {
   it('returns at once while the peers are wedged; the communicator stays unusable', async () => {
     const results = await runRanks('faults.js', 3, { env: { FAULT: 'abort' }, timeoutMs: 60_000 });
