@@ -10,6 +10,7 @@ export * from './tensor';
 export * from './dtype';
 export * from './optim';
 export * from './quant';
+export * from './onebit-adam';
 export * from './loss';
 export * from './compress';
 export * from './train';

@@ -3,6 +3,9 @@
 // native kernels (cpp/quant), error feedback that keeps what a lossy codec could not send, and
 // the compressed all-reduce behind `comm.allReduce(x, { compression })`, which sends only the
 // encoded bytes.
+import {
+  ringBytes, ringCompressedAllReduce, type FeedbackState, type RingComm,
+} from './compressed-ring';
 import { fromNative, NodecclRangeError, NodecclTypeError } from './errors';
 import { native, type NativeCodec } from './native';
 import { checkOptions, describeValue, suggestionSuffix } from './options';
@@ -132,7 +135,7 @@ export class Codec {
  */
 export class ErrorFeedback {
   readonly codec: Codec;
-  private readonly residuals = new Map<unknown, { residual: Float64Array; step: number }>();
+  private readonly residuals = new Map<unknown, FeedbackState>();
   private scratch = new Float32Array(0);
 
   constructor(codec: CodecLike | Codec) {
@@ -146,11 +149,7 @@ export class ErrorFeedback {
    */
   encode(key: unknown, grad: Float32Array, out?: Uint8Array): { bytes: Uint8Array;
                                                               codec: Codec } {
-    let entry = this.residuals.get(key);
-    if (!entry || entry.residual.length !== grad.length) {
-      entry = { residual: new Float64Array(grad.length), step: 0 };
-      this.residuals.set(key, entry);
-    }
+    const entry = this.state(key, grad.length);
     const codec = this.codec.kind === 'randomk'
       ? this.codec.withSeed((this.codec.seed + entry.step) % 2 ** 53) : this.codec;
     entry.step++;
@@ -159,6 +158,19 @@ export class ErrorFeedback {
     callNative((n) => n.codecEncodeWithFeedback(codec.native(), grad, entry!.residual, bytes,
       this.scratch));
     return { bytes, codec };
+  }
+
+  /**
+   * @internal The state kept under `key` for an array of `n` elements (made, zeroed, when
+   * missing or of another length); the reduce-scatter form updates it chunk by chunk.
+   */
+  state(key: unknown, n: number): FeedbackState {
+    let entry = this.residuals.get(key);
+    if (!entry || entry.residual.length !== n) {
+      entry = { residual: new Float64Array(n), step: 0 };
+      this.residuals.set(key, entry);
+    }
+    return entry;
   }
 
   /** The residual kept under `key` (float64, what is still to be sent), if any. */
@@ -173,34 +185,55 @@ export class ErrorFeedback {
 }
 
 /**
- * The `compression` option of `allReduce`: a codec, or a codec with error feedback settings.
- * Error feedback is on by default: pass `errorFeedback: false` to send each step's gradient
- * alone, or your own {@link ErrorFeedback} to keep the residuals (keyed by the array).
+ * How the compressed all-reduce moves the encodings: 'allgather' (one all-gather of every rank's
+ * whole encoding), 'ring' (a ring reduce-scatter of encoded chunks, re-encoded at each hop, then
+ * an all-gather of the finished chunks; lib/compressed-ring.ts), or 'auto' (the one that sends
+ * fewer bytes: 'allgather' for 2 ranks, 'ring' from 3 on).
+ */
+export type CompressionAlgorithm = 'auto' | 'allgather' | 'ring';
+
+/**
+ * The `compression` option of `allReduce`: a codec, or a codec with error feedback settings
+ * and the algorithm. Error feedback is on by default: pass `errorFeedback: false` to send each
+ * step's gradient alone, or your own {@link ErrorFeedback} to keep the residuals (keyed by the
+ * array).
  */
 export type Compression = CodecLike | Codec | {
   codec: CodecLike | Codec;
   errorFeedback?: boolean | ErrorFeedback;
+  /** Default 'auto'. */
+  algorithm?: CompressionAlgorithm;
 };
 
 /** The communicator surface the compressed all-reduce needs (lib/comm.ts's Communicator). */
-export interface GatherComm {
-  readonly rank: number;
-  readonly size: number;
-  allGather(input: Uint8Array, output: Uint8Array,
-            options?: { timeoutMs?: number }): Promise<Uint8Array>;
-}
+export type GatherComm = RingComm;
+
+const ALGORITHMS: readonly CompressionAlgorithm[] = ['auto', 'allgather', 'ring'];
 
 // Error-feedback state per communicator and codec settings, for the default (on) case.
 const feedbackByComm = new WeakMap<object, Map<string, ErrorFeedback>>();
 
-function resolveCompression(comm: object, c: Compression): { codec: Codec;
-                                                             feedback: ErrorFeedback | null } {
+interface Resolved {
+  codec: Codec;
+  feedback: ErrorFeedback | null;
+  algorithm: CompressionAlgorithm;
+}
+
+function resolveCompression(comm: object, c: Compression): Resolved {
   const isWrapped = typeof c === 'object' && c !== null && !(c instanceof Codec) && 'codec' in c;
-  const codecLike = isWrapped ? (c as { codec: CodecLike | Codec }).codec : c as CodecLike;
-  const codec = codecLike instanceof Codec ? codecLike : new Codec(codecLike);
-  const ef = isWrapped ? (c as { errorFeedback?: boolean | ErrorFeedback }).errorFeedback : true;
-  if (ef instanceof ErrorFeedback) return { codec: ef.codec, feedback: ef };
-  if (ef === false) return { codec, feedback: null };
+  const w = isWrapped ? c as Exclude<Compression, CodecLike | Codec> : null;
+  if (w) checkOptions('allReduce: compression', w, ['codec', 'errorFeedback', 'algorithm']);
+  const codec = w ? (w.codec instanceof Codec ? w.codec : new Codec(w.codec))
+    : c instanceof Codec ? c : new Codec(c as CodecLike);
+  const algorithm = w?.algorithm ?? 'auto';
+  if (!ALGORITHMS.includes(algorithm)) {
+    throw new NodecclTypeError(`allReduce: compression.algorithm must be one of ` +
+      `${ALGORITHMS.join(', ')}, got ${describeValue(algorithm)}` +
+      suggestionSuffix(String(algorithm), ALGORITHMS));
+  }
+  const ef = w ? w.errorFeedback : true;
+  if (ef instanceof ErrorFeedback) return { codec: ef.codec, feedback: ef, algorithm };
+  if (ef === false) return { codec, feedback: null, algorithm };
   if (ef !== undefined && ef !== true) {
     throw new NodecclTypeError(`allReduce: compression.errorFeedback must be a boolean or an ` +
       `ErrorFeedback, got ${describeValue(ef)}`);
@@ -210,18 +243,39 @@ function resolveCompression(comm: object, c: Compression): { codec: Codec;
   const key = JSON.stringify(codec.native());
   let feedback = byKey.get(key);
   if (!feedback) byKey.set(key, (feedback = new ErrorFeedback(codec)));
-  return { codec, feedback };
+  return { codec, feedback, algorithm };
 }
 
 /**
- * All-reduce of a float32 array sending only encoded bytes: each rank encodes its array (plus
- * its error-feedback residual), one all-gather exchanges the encodings, and every rank decodes
- * and sums them in rank order in float32, so all ranks get bitwise the same result. Sums never
- * happen in float16 (no overflow; float16 encodes saturate at 65504 and error feedback carries
- * the rest). Per rank it receives (size - 1) encodings: e.g. int8 sends ~1 byte per element
- * instead of the ring's 2 (size - 1) / size x 4 bytes.
- * LIMITATION: float32 data and ops 'sum'/'avg' only; the gather moves (size - 1) encodings per
- * rank, so beyond ~8 ranks a reduce-scatter of encoded chunks would move less (not done yet).
+ * Which form `allReduce(x, { compression })` would use for `count` elements of float32 on
+ * `size` ranks, and the bytes each rank sends with either. 'auto' picks the smaller; a tie
+ * (2 ranks) goes to the all-gather, which takes fewer messages and encodes once.
+ */
+export function compressedAllReducePlan(codec: CodecLike | Codec, count: number, size: number,
+                                        algorithm: CompressionAlgorithm = 'auto'):
+    { algorithm: 'allgather' | 'ring'; allgatherBytes: number; ringBytes: number } {
+  const c = codec instanceof Codec ? codec : new Codec(codec);
+  const allgatherBytes = (size - 1) * c.encodedBytes(count);
+  const ring = size > 1 ? ringBytes(c, count, size) : 0;
+  const pick = algorithm !== 'auto' ? algorithm : ring < allgatherBytes ? 'ring' : 'allgather';
+  return { algorithm: pick, allgatherBytes, ringBytes: ring };
+}
+
+/**
+ * All-reduce of a float32 array sending only encoded bytes, in one of two forms; both leave
+ * bitwise the same result on every rank, and both keep error feedback so nothing is lost.
+ * - all-gather: each rank encodes its array (plus its residual), one all-gather exchanges the
+ *   encodings, and every rank decodes and sums them in rank order in float32. Sums never happen
+ *   in float16 (no overflow; float16 encodes saturate at 65504 and error feedback carries the
+ *   rest). Each rank sends its encoding E to all: (size - 1) E bytes per rank, 1 encode and
+ *   size decodes.
+ * - ring (lib/compressed-ring.ts): a ring reduce-scatter of encoded chunks, decoding, adding
+ *   and re-encoding at each hop, then an all-gather of the final chunks: ~2 (size - 1) / size E
+ *   bytes per rank; float16 sums are scaled by a power of two agreed first.
+ * For int8 (about 1 byte per element) the ring sends ~2 (size - 1) / size bytes per element
+ * against the uncompressed ring's 2 (size - 1) / size x 4.
+ * LIMITATION: float32 data and ops 'sum'/'avg' only: the codecs encode float32, and the min, max
+ * or product of lossy encodings is not defined by error feedback.
  */
 export async function compressedAllReduce<T>(comm: GatherComm, x: T, compression: Compression,
                                              op: string | undefined,
@@ -237,10 +291,25 @@ export async function compressedAllReduce<T>(comm: GatherComm, x: T, compression
     throw new NodecclRangeError(`rank ${comm.rank}: ${fn} with compression supports op 'sum' ` +
       `or 'avg', got '${op}'; LIMITATION: min/max/prod of lossy encodings are not provided`);
   }
-  const { codec, feedback } = resolveCompression(comm, compression);
-
-  // Encode (with the residual), gather every rank's bytes, decode-accumulate in rank order.
+  const { codec, feedback, algorithm } = resolveCompression(comm, compression);
   const n = data.length;
+  const plan = compressedAllReducePlan(codec, n, comm.size, algorithm);
+  if (plan.algorithm === 'ring') {
+    await ringForm(comm, data, codec, feedback, timeoutMs);
+  } else {
+    await allGatherForm(comm, data, codec, feedback, timeoutMs);
+  }
+  if (op === 'avg') {
+    const inv = 1 / comm.size;
+    for (let i = 0; i < n; i++) data[i] *= inv;
+  }
+  return x;
+}
+
+// Encode (with the residual), gather every rank's bytes, decode-accumulate in rank order.
+async function allGatherForm(comm: GatherComm, data: Float32Array, codec: Codec,
+                             feedback: ErrorFeedback | null,
+                             timeoutMs: number | undefined): Promise<void> {
   const encoded = feedback ? feedback.encode(data, data) : { bytes: codec.encode(data), codec };
   const size = encoded.bytes.length;
   const all = new Uint8Array(size * comm.size);
@@ -249,9 +318,18 @@ export async function compressedAllReduce<T>(comm: GatherComm, x: T, compression
   for (let r = 0; r < comm.size; r++) {
     encoded.codec.decode(all.subarray(r * size, (r + 1) * size), data, { accumulate: true });
   }
-  if (op === 'avg') {
-    const inv = 1 / comm.size;
-    for (let i = 0; i < n; i++) data[i] *= inv;
-  }
-  return x;
 }
+
+// The ring form, with random-k's seed varied per call (as ErrorFeedback.encode does) and per
+// chunk; the seed travels in random-k's bytes, so decoders need not know it.
+async function ringForm(comm: GatherComm, data: Float32Array, codec: Codec,
+                        feedback: ErrorFeedback | null,
+                        timeoutMs: number | undefined): Promise<void> {
+  const state = feedback ? feedback.state(data, data.length) : null;
+  const step = state ? state.step++ : 0;
+  const seeded: Codec[] = [];
+  const codecAt = codec.kind !== 'randomk' ? () => codec
+    : (c: number) => (seeded[c] ??= codec.withSeed((codec.seed + step * comm.size + c) % 2 ** 53));
+  await ringCompressedAllReduce(comm, data, codecAt, state, timeoutMs);
+}
+
