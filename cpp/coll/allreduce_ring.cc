@@ -14,6 +14,7 @@
 // last receive would break the guarantee, so the result must be staged somewhere.
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/allreduce_direct.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
@@ -69,6 +70,7 @@ void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, Red
   checkOp(comm, kName, op);
   checkedBytes(comm, kName, count, dtypeSize(accumulateType(dtype)));
   checkBuffer(comm, kName, "data", data, count);
+  if (comm.mpi()) return mpi::allReduce(comm, data, count, dtype, op, timeout);
   if (allReduceUsesDirect(comm, count, dtype)) {
     DirectAllReduce(comm, data, count, dtype, op, timeout).finish();
     return;

@@ -27,6 +27,7 @@
 #include <mutex>
 #include <thread>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/trace.h"
@@ -171,6 +172,7 @@ std::unique_ptr<Communicator> Communicator::create(std::shared_ptr<Store> store,
     NODECCL_INFO("init", o.rank, o.size, "NODECCL_ALGO=", a);
   }
   validate(o);
+  mpi::attachBackend(o);
   if (o.size > 1 && !store) {
     throw Error(ErrorCode::kInvalidArgument,
                 strcat("rank ", o.rank, ": a store is required for a world of ", o.size));
@@ -546,6 +548,8 @@ std::string Communicator::firstError() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->firstError;
 }
+
+bool Communicator::usable() const { return !impl_->destroyed.load() && !impl_->failed.load(); }
 
 ErrorCode Communicator::firstErrorCode() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
