@@ -119,10 +119,9 @@ Library loadMpi(const std::string& path) {
   if (handle == nullptr) {
     std::string tried = candidates[0];
     for (size_t i = 1; i < candidates.size(); ++i) tried += ", " + candidates[i];
+    const bool fromEnv = path.empty() && env != nullptr && *env != '\0';
     bad(strcat("no MPI library could be loaded (tried ", tried,
-               candidates.size() == 1 && env != nullptr && path.empty() ? " from NODECCL_MPI_LIBRARY"
-                                                                          : "",
-               ": ", why, "); ", kInstall));
+               fromEnv ? " from NODECCL_MPI_LIBRARY" : "", ": ", why, "); ", kInstall));
   }
   lib.version = versionOf(handle);
 
