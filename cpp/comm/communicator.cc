@@ -172,11 +172,11 @@ std::unique_ptr<Communicator> Communicator::create(std::shared_ptr<Store> store,
     NODECCL_INFO("init", o.rank, o.size, "NODECCL_ALGO=", a);
   }
   validate(o);
-  mpi::attachBackend(o);
   if (o.size > 1 && !store) {
     throw Error(ErrorCode::kInvalidArgument,
                 strcat("rank ", o.rank, ": a store is required for a world of ", o.size));
   }
+  mpi::attachBackend(o);  // NODECCL_BACKEND=mpi: claims MPI_COMM_WORLD until destroy()
   std::unique_ptr<Communicator> comm(new Communicator(std::move(store), o));
   if (o.size > 1) comm->impl_->rendezvous(net::deadlineAfter(o.initTimeout));
   NODECCL_INFO("init", o.rank, o.size, "communicator ready (prefix '", o.prefix, "')");
@@ -669,6 +669,7 @@ void Communicator::destroy() {
   }
   if (m.transport && m.active.load() == 0) m.transport->close();
   if (m.timeline) m.timeline->finish();
+  if (mpi()) mpi::releaseBackend();
   NODECCL_INFO("init", opts_.rank, opts_.size, "communicator destroyed");
 }
 

@@ -92,6 +92,16 @@ describe.skipIf(missing !== null)('under mpirun', () => {
     }
   }
 
+  it('NODECCL_BACKEND=auto takes MPI under mpirun', async () => {
+    const run = await mpirun('mpi-collectives.js', 2, { NODECCL_BACKEND: 'auto', COUNTS: '0,7' });
+    expect(run.ranks.length, run.output).toBe(2);
+    for (const r of run.ranks) {
+      expect(r.failures, run.output).toEqual([]);
+      expect(r.backend).toBe('mpi');
+    }
+    expect(run.code, run.output).toBe(0);
+  });
+
   it('NODECCL_BACKEND=mpi: a rank that does not call fails the others with a timeout', async () => {
     const run = await mpirun('mpi-fault.js', 3, { NODECCL_BACKEND: 'mpi', MODE: 'timeout' });
     expect(run.ranks.map((r) => r.role), run.output).toEqual(['waiter', 'waiter', 'idle']);
@@ -108,6 +118,17 @@ describe.skipIf(missing !== null)('under mpirun', () => {
     for (const r of [run.ranks[0], run.ranks[2]]) {
       expect(r.code, run.output).toBe('ERR_NODECCL_ABORTED');
       expect(r.message).toMatch(/rank 1: communicator aborted: rank 1 gives up/);
+    }
+    expect(run.code, run.output).toBe(0);
+  });
+
+  it('NODECCL_BACKEND=mpi: one communicator on MPI at a time', async () => {
+    const run = await mpirun('mpi-fault.js', 2, { NODECCL_BACKEND: 'mpi', MODE: 'twice' });
+    expect(run.ranks.length, run.output).toBe(2);
+    for (const r of run.ranks) {
+      expect(r.code, run.output).toBe('ERR_NODECCL_INVALID_ARGUMENT');
+      expect(r.message).toMatch(/LIMITATION: .*another communicator of this process already runs/);
+      expect(r.sum).toBe(2);  // the first communicator still works
     }
     expect(run.code, run.output).toBe(0);
   });

@@ -3,6 +3,7 @@
 // (costs and rules in mpi_collectives.h).
 #include "backend/mpi/mpi_collectives.h"
 
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -17,6 +18,9 @@ namespace mpi {
 namespace {
 
 constexpr int kTag = 0x4e43;  // send/recv tag ("NC"); nodeccl is MPI_COMM_WORLD's only user
+
+// Whether a live communicator runs on MPI_COMM_WORLD (attachBackend .. releaseBackend).
+std::atomic<bool> worldClaimed{false};
 
 // MPI counts are C ints. LIMITATION: one MPI call moves at most INT_MAX elements (bytes for
 // the data-movement collectives, which send bytes); larger calls are refused, not truncated.
@@ -121,6 +125,9 @@ void attachBackend(const CommOptions& o) {
                 strcat("rank ", o.rank, ": unknown backend '", o.backend, "'; use native or mpi "
                        "(NODECCL_BACKEND=auto|native|mpi)"));
   }
+  // LIMITATION: the MPI backend drives MPI_COMM_WORLD itself, not a communicator of its own, so
+  // it serves the world communicator only (sub-communicators take the native transports), and
+  // one at a time: two would interleave their collectives on the same MPI communicator.
   const World& w = initialize();
   if (w.rank != o.rank || w.size != o.size) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -129,9 +136,17 @@ void attachBackend(const CommOptions& o) {
                        "rank ", w.rank, " of ", w.size, "; do not pass rank/worldSize options "
                        "that differ from mpirun's, or use NODECCL_BACKEND=native"));
   }
+  if (worldClaimed.exchange(true)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                strcat("LIMITATION: rank ", o.rank, ": another communicator of this process "
+                       "already runs on MPI (NODECCL_BACKEND=mpi); destroy() it first, or use "
+                       "NODECCL_BACKEND=native for this one"));
+  }
   NODECCL_INFO("init", o.rank, o.size, "backend mpi: collectives run through ", w.version,
                " (", w.library, ")");
 }
+
+void releaseBackend() { worldClaimed.store(false); }
 
 void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op,
                Millis timeout) {

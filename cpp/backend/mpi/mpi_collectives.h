@@ -25,8 +25,10 @@ namespace mpi {
 
 // Checks CommOptions::backend ("native" or "mpi"). For "mpi", checks that MPI is initialized
 // and that this communicator is MPI_COMM_WORLD (same rank and size): the MPI backend runs the
-// world communicator of an mpirun job; sub-communicators use the native transports.
+// world communicator of an mpirun job; sub-communicators use the native transports. Claims
+// MPI_COMM_WORLD until releaseBackend() (Communicator::destroy): one MPI communicator at a time.
 void attachBackend(const CommOptions& opts);
+void releaseBackend();
 
 void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op,
                Millis timeout);

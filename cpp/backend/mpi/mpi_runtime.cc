@@ -29,6 +29,10 @@ State& state() {
   return *s;
 }
 
+// Set (under the MPI mutex) once MPI_Finalize ran: a worker still polling then stops instead
+// of calling into a finalized MPI.
+bool finalizedAtExit = false;
+
 // Buffers of requests given up on (timeout, abort): MPI may still write them, so they live
 // until the process ends.
 std::vector<std::unique_ptr<Inflight>>& abandoned() {
@@ -45,6 +49,7 @@ void finalizeAtExit() {
     int done = 0;
     lib.api.Finalized(&done);
     if (!done) lib.api.Finalize();
+    finalizedAtExit = true;
   });
 }
 
@@ -133,10 +138,19 @@ void check(int rc, const std::string& what) {
 void wait(std::unique_ptr<Inflight>& op, Deadline deadline, const std::string& timeoutText,
           const std::function<StopReason()>& stop) {
   const Api& a = state().lib.api;
+  const auto start = std::chrono::steady_clock::now();
   auto backoff = std::chrono::microseconds(0);
-  for (int polls = 0;; ++polls) {
+  for (;;) {
     int done = 0;
-    callLocked([&] { check(a.Test(&op->req, &done, nullptr), "MPI_Test"); });
+    bool gone = false;
+    callLocked([&] {
+      gone = finalizedAtExit;
+      if (!gone) check(a.Test(&op->req, &done, nullptr), "MPI_Test");
+    });
+    if (gone) {
+      op.release();  // MPI is finalized; its buffers die with the process, which is exiting
+      throw Error(ErrorCode::kAborted, "MPI was finalized: the process is exiting");
+    }
     if (done) return;
 
     // Given up: keep the request's buffers alive for MPI, then throw.
@@ -148,9 +162,10 @@ void wait(std::unique_ptr<Inflight>& op, Deadline deadline, const std::string& t
       throw Error(ErrorCode::kTimeout, timeoutText);
     }
 
-    // Spin for the first polls (a short collective completes within microseconds), then sleep
-    // longer and longer, up to 1 ms, so ranks sharing a core let each other run.
-    if (polls < 200) {
+    // MPI progresses only inside MPI calls, so poll without sleeping for the first 20 ms
+    // (yielding, so ranks sharing a core let each other run), then sleep longer and longer, up
+    // to 1 ms, for a collective some rank is late to.
+    if (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(20)) {
       std::this_thread::yield();
       continue;
     }

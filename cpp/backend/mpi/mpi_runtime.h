@@ -71,9 +71,10 @@ struct StopReason {
 };
 
 // Polls `op`'s request with MPI_Test until it completes, `deadline` passes (kTimeout with
-// `timeoutText`), or `stop` returns a reason (thrown with its code). Spins briefly, then backs
-// off to sleeps of up to 1 ms (other ranks may share this CPU). On failure the request and its
-// buffers are abandoned (see Inflight: `op` is then null); on success the caller keeps `op`.
+// `timeoutText`), or `stop` returns a reason (thrown with its code). Polls without sleeping for
+// 20 ms, then backs off to sleeps of up to 1 ms (other ranks may share this CPU). On failure
+// the request and its buffers are abandoned (see Inflight: `op` is then null); on success the
+// caller keeps `op`.
 void wait(std::unique_ptr<Inflight>& op, Deadline deadline, const std::string& timeoutText,
           const std::function<StopReason()>& stop);
 
