@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nodeccl_binding::InitTensor(env, exports);
   nodeccl_binding::InitCuda(env, exports);
   nodeccl_binding::InitCompress(env, exports);
+  nodeccl_binding::InitMpi(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -293,7 +293,7 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
                                DataType dtype, ReduceOp op, Millis timeout) {
     Napi::Env env = info.Env();
     if (!attached_ || torndown_ || destroyed_ || pending_ > 0 || comm_->shm() == nullptr ||
-        fastSpin().count() == 0 ||
+        fastSpin().count() == 0 || comm_->mpi() ||  // NODECCL_BACKEND=mpi: always through MPI
         !nodeccl::allReduceUsesDirect(*comm_, count, dtype)) {
       return Napi::Value();
     }
@@ -626,6 +626,7 @@ Napi::Value CreateCommunicator(const Napi::CallbackInfo& info) {
   opts.prefix = stringField(o, "prefix");
   opts.listenHost = stringField(o, "listenHost");
   opts.transport = stringField(o, "transport");
+  if (o.Has("backend")) opts.backend = stringField(o, "backend");  // "native" when absent
   opts.initTimeout = Millis(static_cast<int64_t>(numberField(o, "initTimeoutMs")));
   opts.timeout = Millis(static_cast<int64_t>(numberField(o, "timeoutMs")));
   std::string host = stringField(o, "storeHost");

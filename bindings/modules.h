@@ -26,5 +26,6 @@ void InitLoss(Napi::Env env, Napi::Object exports);
 void InitTensor(Napi::Env env, Napi::Object exports);
 void InitCuda(Napi::Env env, Napi::Object exports);
 void InitCompress(Napi::Env env, Napi::Object exports);
+void InitMpi(Napi::Env env, Napi::Object exports);
 
 }  // namespace nodeccl_binding

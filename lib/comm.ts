@@ -5,6 +5,8 @@
 import { checkBuffer, checkTensorLength } from './buffers';
 import { DTYPE_CODES, inferDType, REDUCE_OP_CODES, type DType, type ReduceOpName } from './dtype';
 import { fromNative, NodecclError, NodecclRangeError, NodecclTypeError } from './errors';
+import { log } from './log';
+import { type Backend, noteMpiComm } from './mpi';
 import { native, type NativeCommunicator } from './native';
 import { checkOptions, describeValue } from './options';
 import type { Store, StoreServer } from './store';
@@ -68,6 +70,8 @@ export interface CommWorld {
   prefix: string;
   listenHost: string;
   transport: string;
+  /** 'mpi' when init() chose NODECCL_BACKEND=mpi; sub-communicators are always 'native'. */
+  backend?: Backend;
 }
 
 /** Resolves a Tensor or TypedArray argument to its array, dtype and element count. */
@@ -95,6 +99,10 @@ export class Communicator {
   readonly size: number;
   /** Default per-operation timeout in milliseconds. */
   readonly timeoutMs: number;
+  /** What carries the collectives: 'native' transports, or 'mpi' (NODECCL_BACKEND=mpi). */
+  get backend(): Backend {
+    return this.world?.backend ?? 'native';
+  }
   /** A client of the job's key-value store, free for the application's own keys. */
   readonly store: Store;
   /**
@@ -119,6 +127,7 @@ export class Communicator {
               private readonly ownsStore = true) {
     this.rank = nativeComm.rank();
     this.size = nativeComm.size();
+    if (this.backend === 'mpi') noteMpiComm(1);
     const topo = nativeComm.topology();
     this.transport = topo.transport;
     this.hostOf = Object.freeze(topo.hostOf.slice());
@@ -198,6 +207,11 @@ export class Communicator {
     members.sort((a, b) => (all[3 * a + 1] - all[3 * b + 1]) || (a - b));
     const w = this.world;
     const prefix = `${w.prefix}/${fn}${n}/c${color}`;
+    // MPI runs MPI_COMM_WORLD only (backend/mpi/): a sub-communicator uses the native transports.
+    if (w.backend === 'mpi') {
+      log('info', 'init', this.rank, this.size, () => `${fn} #${n} under NODECCL_BACKEND=mpi: ` +
+        'the sub-communicator uses the native transports');
+    }
     const nativeComm = await native().createCommunicator({
       rank: members.indexOf(this.rank),
       size: members.length,
@@ -209,8 +223,8 @@ export class Communicator {
       timeoutMs: this.timeoutMs,
       transport: w.transport,
     }).catch((e: unknown) => { throw fromNative(e); });
-    return new Communicator(nativeComm, this.store, null, this.timeoutMs, { ...w, prefix },
-      false);
+    return new Communicator(nativeComm, this.store, null, this.timeoutMs,
+      { ...w, prefix, backend: 'native' }, false);
   }
 
   /**
@@ -486,6 +500,7 @@ export class Communicator {
     } finally {
       if (this.ownsStore) this.store.close();
       this.server?.stop();
+      if (this.backend === 'mpi') noteMpiComm(-1);
     }
   }
 

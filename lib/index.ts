@@ -17,6 +17,7 @@ export * from './train';
 export * from './ps';
 export * from './parallel';
 export { resolveWorld, type WorldInfo } from './env';
+export type { Backend } from './mpi';
 export {
   NodecclError, NodecclTypeError, NodecclRangeError, type NodecclErrorCode,
 } from './errors';

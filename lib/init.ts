@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // init(): finds this process's place in the job (explicit options, then the variables set by
 // nodeccl-run, torchrun, mpirun, MPICH/PMI or Slurm), starts the store on rank 0, and runs the
-// rendezvous that connects every rank. One timeout, initTimeoutMs, bounds all of it.
+// rendezvous that connects every rank. One timeout, initTimeoutMs, bounds all of it. Under
+// mpirun without a master address, MPI tells every rank where rank 0's store is (lib/mpi.ts).
 import { Communicator } from './comm';
-import { envMillis, resolveWorld } from './env';
+import { envMillis, resolveWorld, type WorldInfo } from './env';
 import { checkOptions, describeValue } from './options';
 import { native } from './native';
 import { fromNative, NodecclError, NodecclRangeError, NodecclTypeError } from './errors';
 import { log } from './log';
+import { backendSetting, type Backend, mpiHeld, mpiRendezvous, mpiWorld, startedByMpi,
+  wantsMpiRendezvous } from './mpi';
 import { Store, StoreServer } from './store';
 
 /** Options of init(); each overrides the matching environment variable. */
@@ -53,7 +56,11 @@ function checkMillis(name: string, v: unknown): number | undefined {
  */
 export async function init(options: InitOptions = {}): Promise<Communicator> {
   checkOptions('init', options, INIT_KEYS);
-  const world = resolveWorld(options);
+  // Under mpirun with no master address the store's address comes from MPI (lib/mpi.ts);
+  // until then resolveWorld's loopback default stands in for it.
+  const viaMpi = wantsMpiRendezvous(options.masterAddr);
+  const world = resolveWorld(viaMpi ? { ...options, masterAddr: '127.0.0.1' } : options);
+  const setting = backendSetting();
   const timeoutMs = checkMillis('timeoutMs', options.timeoutMs) ??
     envMillis('NODECCL_TIMEOUT_MS', 300_000);
   const initTimeoutMs = checkMillis('initTimeoutMs', options.initTimeoutMs) ??
@@ -61,7 +68,9 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   const deadline = Date.now() + initTimeoutMs;
   log('info', 'init', world.rank, world.size, () => `world from ${world.source}: ` +
     Object.entries(world.variables).map(([k, v]) => `${k}=${v}`).join(' ') +
-    ` -> rank ${world.rank} of ${world.size}, store ${world.masterAddr}:${world.masterPort}, ` +
+    ` -> rank ${world.rank} of ${world.size}, store ` +
+    (viaMpi ? 'from the MPI rendezvous' : `${world.masterAddr}:${world.masterPort}`) +
+    `, NODECCL_BACKEND=${setting}, ` +
     `timeoutMs ${timeoutMs}, initTimeoutMs ${initTimeoutMs}` +
     (process.env.NODECCL_TRANSPORT ? `, NODECCL_TRANSPORT=${process.env.NODECCL_TRANSPORT}` : '') +
     (process.env.NODECCL_LISTEN_HOST ? `, NODECCL_LISTEN_HOST=${process.env.NODECCL_LISTEN_HOST}`
@@ -69,18 +78,32 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   const remaining = () => Math.max(1, deadline - Date.now());
 
   // Rank 0 serves the store. A world of one takes any free port so that two single-process
-  // programs on one machine do not collide.
+  // programs on one machine do not collide. Under mpirun without a master address, rank 0
+  // takes a free port and MPI broadcasts the address.
+  // The backend first: a second MPI communicator is refused here, by every rank alike, before
+  // any rank starts a store or a broadcast that the others would then wait for in vain.
+  const backend = await chooseBackend(setting, world);
+  if (backend === 'mpi' && mpiHeld()) {
+    // LIMITATION: see backend/mpi/mpi_collectives.cc (attachBackend): one MPI communicator at once.
+    throw new NodecclRangeError(`LIMITATION: rank ${world.rank}: another communicator of this ` +
+      'process already runs on MPI (NODECCL_BACKEND=mpi); destroy() it first, or use ' +
+      'NODECCL_BACKEND=native for this one');
+  }
   let server: StoreServer | null = null;
+  let host = world.masterAddr;
   let port = world.masterPort;
-  if (world.rank === 0) {
-    server = StoreServer.start({ host: world.masterAddr, port: world.size === 1 ? 0 : port });
+  if (viaMpi) {
+    ({ host, port, server } = await mpiRendezvous(world, remaining()));
+  } else if (world.rank === 0) {
+    server = StoreServer.start({ host, port: world.size === 1 ? 0 : port });
     port = server.port;
   }
   let store: Store | null = null;
   try {
-    store = await Store.connect({ host: world.masterAddr, port, timeoutMs: remaining() });
+    store = await Store.connect({ host, port, timeoutMs: remaining() });
     const where = {
-      storeHost: world.masterAddr,
+      backend,
+      storeHost: host,
       storePort: port,
       prefix: 'nodeccl/world',
       listenHost: options.listenHost ?? process.env.NODECCL_LISTEN_HOST ?? '',
@@ -99,9 +122,30 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     store?.close();
     server?.stop();
     if (e instanceof NodecclError && e.code === 'ERR_NODECCL_TIMEOUT') {
-      e.message += ` (rank ${world.rank} of ${world.size}, store ${world.masterAddr}:${port}, ` +
+      e.message += ` (rank ${world.rank} of ${world.size}, store ${host}:${port}, ` +
         `init timeout ${initTimeoutMs} ms from ${world.source})`;
     }
     throw e;
   }
+}
+
+// NODECCL_BACKEND: mpi needs MPI (an error names what is missing); auto takes mpi when mpirun
+// started the job and libmpi loads, else native; native never touches MPI.
+async function chooseBackend(setting: 'auto' | Backend, world: WorldInfo): Promise<Backend> {
+  let backend: Backend = 'native';
+  if (setting === 'mpi') {
+    await mpiWorld(world);
+    backend = 'mpi';
+  } else if (setting === 'auto' && startedByMpi()) {
+    try {
+      await mpiWorld(world);
+      backend = 'mpi';
+    } catch (e) {
+      log('info', 'init', world.rank, world.size, () => 'NODECCL_BACKEND=auto: MPI is not ' +
+        `usable (${e instanceof Error ? e.message : String(e)}); using the native backend`);
+    }
+  }
+  log('info', 'init', world.rank, world.size, () => `backend ${backend} (NODECCL_BACKEND=` +
+    `${setting})`);
+  return backend;
 }

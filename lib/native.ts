@@ -67,6 +67,28 @@ export interface NativeCommOptions {
   initTimeoutMs: number;
   timeoutMs: number;
   transport: string;
+  /** 'native' (default when absent) or 'mpi': collectives through MPI (bindings/mpi.cc). */
+  backend?: string;
+}
+
+// ---- MPI runtime (bindings/mpi.cc) ----------------------------------------------------------
+/** MPI_COMM_WORLD as MPI sees it, and the library serving it. */
+export interface NativeMpiWorld {
+  rank: number;
+  size: number;
+  /** MPI_THREAD_SERIALIZED (2) or MPI_THREAD_MULTIPLE (3). */
+  threadLevel: number;
+  /** What dlopen loaded (NODECCL_MPI_LIBRARY, else libmpi.so.40 ...). */
+  library: string;
+  /** MPI_Get_library_version, first line. */
+  version: string;
+}
+
+export interface NativeMpi {
+  /** Loads libmpi and calls MPI_Init_thread once per process, off the JS thread. */
+  mpiInit(): Promise<NativeMpiWorld>;
+  /** MPI_Bcast of a short text (< 4 KiB) from `root` of MPI_COMM_WORLD, bounded in time. */
+  mpiBroadcast(text: string, root: number, timeoutMs: number): Promise<string>;
 }
 
 // ---- optimizers (bindings/optim.cc) -----------------------------------------------------------
@@ -201,7 +223,8 @@ export interface NativeTensor {
   reduceOpTable: Record<string, number>;
 }
 
-export interface NativeAddon extends NativeOptim, NativeQuant, NativeLoss, NativeTensor {
+export interface NativeAddon extends NativeOptim, NativeQuant, NativeLoss, NativeTensor,
+  NativeMpi {
   abiVersion: number;
   StoreServer: new (host: string, port: number) => NativeStoreServer;
   /** Connects off the JS thread, retrying until the server is up or the timeout passes. */

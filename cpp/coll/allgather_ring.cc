@@ -6,6 +6,7 @@
 // the result out at the end (one extra pass over S), so a failed call leaves `out` unchanged.
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
@@ -37,6 +38,7 @@ void allGather(Communicator& comm, const void* in, void* out, size_t count, Data
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
   comm.beginOp(OpKind::kAllGather, timeout, OpParams{int(dtype), -1, -1, count});
+  if (comm.mpi()) return mpi::allGather(comm, in, out, count, dtype);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "allGather ring count=", count, " ",
                 dtypeName(dtype));
 

@@ -14,6 +14,7 @@
 // last receive would break the guarantee, so the result must be staged somewhere.
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/allreduce_direct.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
@@ -75,6 +76,7 @@ void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, Red
   checkOp(comm, kName, op);
   checkedBytes(comm, kName, count, dtypeSize(accumulateType(dtype)));
   checkBuffer(comm, kName, "data", data, count);
+  if (comm.mpi()) return mpi::allReduce(comm, data, count, dtype, op, timeout);
   if (allReduceUsesHier(comm)) {
     comm.beginOp(OpKind::kAllReduce, timeout, OpParams{int(dtype), int(op), -1, count});
     comm.noteAlgorithm("allReduce", "hier", count * dtypeSize(dtype));

@@ -8,6 +8,7 @@
 // copied to `out` at the end (one extra pass over R), so a failed call leaves `out` unchanged.
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
@@ -63,6 +64,7 @@ void allToAll(Communicator& comm, const void* in, const std::vector<size_t>& sen
   // Per-peer counts differ, so the header carries no common count; sizes are still checked
   // message by message (the receiver expects recvCounts[p] elements from p).
   comm.beginOp(OpKind::kAllToAll, timeout, OpParams{int(dtype), -1, -1, 0});
+  if (comm.mpi()) return mpi::allToAll(comm, in, sendCounts, out, recvCounts, dtype);
   NODECCL_TRACE("coll", r, n, "allToAll pairwise send=", soff.back(), " recv=", roff.back(),
                 " ", dtypeName(dtype));
 

@@ -3,6 +3,7 @@
 //
 // Cost, for n ranks: ceil(log2 n) steps; each rank sends ceil(log2 n) messages of 0 payload
 // bytes (a header each).
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "common/log.h"
 
@@ -10,6 +11,7 @@ namespace nodeccl {
 
 void barrier(Communicator& comm, Millis timeout) {
   comm.beginOp(OpKind::kBarrier, timeout);
+  if (comm.mpi()) return mpi::barrier(comm);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "barrier dissemination");
   const int n = comm.size(), r = comm.rank();
 

@@ -12,6 +12,7 @@
 // (broadcast_chain.cc): the choice is made here, by size, unless NODECCL_ALGO forces one.
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
@@ -66,6 +67,7 @@ void broadcast(Communicator& comm, void* data, size_t count, DataType dtype, int
   const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
   checkBuffer(comm, kName, "data", data, count);
   comm.beginOp(OpKind::kBroadcast, timeout, OpParams{int(dtype), -1, root, count});
+  if (comm.mpi()) return mpi::broadcast(comm, data, count, dtype, root);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "broadcast count=", count, " ",
                 dtypeName(dtype), " root=", root);
   unsigned char empty = 0;

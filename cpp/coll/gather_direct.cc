@@ -8,6 +8,7 @@
 // `out` unchanged; scatter receivers do the same with their block.
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
@@ -27,6 +28,7 @@ void gather(Communicator& comm, const void* in, void* out, size_t count, DataTyp
   checkBuffer(comm, kName, "input", in, count);
   if (r == root) checkBuffer(comm, kName, "output", out, count);
   comm.beginOp(OpKind::kGather, timeout, OpParams{int(dtype), -1, root, count});
+  if (comm.mpi()) return mpi::gather(comm, in, out, count, dtype, root);
   NODECCL_TRACE("coll", r, n, "gather direct count=", count, " root=", root);
 
   unsigned char empty = 0;
@@ -58,6 +60,7 @@ void scatter(Communicator& comm, const void* in, void* out, size_t count, DataTy
   if (r == root) checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
   comm.beginOp(OpKind::kScatter, timeout, OpParams{int(dtype), -1, root, count});
+  if (comm.mpi()) return mpi::scatter(comm, in, out, count, dtype, root);
   NODECCL_TRACE("coll", r, n, "scatter direct count=", count, " root=", root);
 
   unsigned char empty = 0;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
@@ -94,6 +95,7 @@ void reduceScatter(Communicator& comm, const void* in, void* out, size_t count, 
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
   comm.beginOp(OpKind::kReduceScatter, timeout, OpParams{int(dtype), int(op), -1, count});
+  if (comm.mpi()) return mpi::reduceScatter(comm, in, out, count, dtype, op);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "reduceScatter ring count=", count, " ",
                 dtypeName(dtype), " ", reduceOpName(op));
 

@@ -9,6 +9,7 @@
 // ranks) beats the tree; that is a later change.
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
@@ -77,6 +78,7 @@ void reduce(Communicator& comm, void* data, size_t count, DataType dtype, Reduce
   checkedBytes(comm, kName, count, dtypeSize(accumulateType(dtype)));
   checkBuffer(comm, kName, "data", data, count);
   comm.beginOp(OpKind::kReduce, timeout, OpParams{int(dtype), int(op), root, count});
+  if (comm.mpi()) return mpi::reduce(comm, data, count, dtype, op, root);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "reduce tree count=", count, " ",
                 dtypeName(dtype), " ", reduceOpName(op), " root=", root);
   unsigned char empty = 0;

@@ -5,6 +5,7 @@
 // and dtype (the receiver checks the byte count in the message header).
 #include <cstring>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
@@ -20,6 +21,7 @@ void send(Communicator& comm, const void* data, size_t count, DataType dtype, in
   const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
   checkBuffer(comm, kName, "data", data, count);
   comm.beginOp(OpKind::kPointToPoint, timeout, OpParams{int(dtype), -1, -1, count});
+  if (comm.mpi()) return mpi::send(comm, data, count, dtype, peer);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "send ", bytes, " bytes to rank ", peer);
   unsigned char empty = 0;
   comm.send(peer, orEmpty(data, empty), bytes);
@@ -33,6 +35,7 @@ void recv(Communicator& comm, void* data, size_t count, DataType dtype, int peer
   const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
   checkBuffer(comm, kName, "data", data, count);
   comm.beginOp(OpKind::kPointToPoint, timeout, OpParams{int(dtype), -1, -1, count});
+  if (comm.mpi()) return mpi::recv(comm, data, count, dtype, peer);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "recv ", bytes, " bytes from rank ", peer);
   // Into scratch, then copied: a peer lost midway leaves the caller's buffer as it was.
   unsigned char* tmp = scratchBytes(comm, bytes, kSlotOut);

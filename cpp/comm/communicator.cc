@@ -28,6 +28,7 @@
 #include <mutex>
 #include <thread>
 
+#include "backend/mpi/mpi_collectives.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/trace.h"
@@ -196,6 +197,7 @@ std::unique_ptr<Communicator> Communicator::create(std::shared_ptr<Store> store,
     throw Error(ErrorCode::kInvalidArgument,
                 strcat("rank ", o.rank, ": a store is required for a world of ", o.size));
   }
+  mpi::attachBackend(o);  // NODECCL_BACKEND=mpi: claims MPI_COMM_WORLD until destroy()
   std::unique_ptr<Communicator> comm(new Communicator(std::move(store), o));
   if (o.size > 1) comm->impl_->rendezvous(net::deadlineAfter(o.initTimeout));
   NODECCL_INFO("init", o.rank, o.size, "communicator ready (prefix '", o.prefix, "')");
@@ -720,6 +722,8 @@ std::string Communicator::firstError() const {
   return impl_->firstError;
 }
 
+bool Communicator::usable() const { return !impl_->destroyed.load() && !impl_->failed.load(); }
+
 ErrorCode Communicator::firstErrorCode() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->firstCode;
@@ -848,6 +852,7 @@ void Communicator::destroy() {
   }
   if (m.transport && m.active.load() == 0) m.transport->close();
   if (m.timeline) m.timeline->finish();
+  if (mpi()) mpi::releaseBackend();
   NODECCL_INFO("init", opts_.rank, opts_.size, "communicator destroyed");
 }
 

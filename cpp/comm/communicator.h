@@ -40,6 +40,9 @@ struct CommOptions {
   // NODECCL_ALGO: "auto" picks per call by size and world size; an algorithm name forces it
   // for the collectives that have it: allReduce ring|direct|hier, broadcast chain|tree.
   std::string algo = "auto";
+  // "native" (the transports above) or "mpi": the collectives run through MPI
+  // (backend/mpi/; init() resolves NODECCL_BACKEND). The rendezvous is the same for both.
+  std::string backend = "native";
 };
 
 class ShmTransport;
@@ -56,6 +59,10 @@ class Communicator {
   int rank() const { return opts_.rank; }
   int size() const { return opts_.size; }
   const CommOptions& options() const { return opts_; }
+  // True when the collectives run through MPI (CommOptions::backend, backend/mpi/).
+  bool mpi() const { return opts_.backend == "mpi"; }
+  // False once destroyed or failed (an operation would throw firstError()).
+  bool usable() const;
 
   // Marks the start of an operation: sets its kind, number and deadline (timeout 0 means the
   // communicator's default). Throws kAborted/kDestroyed when the communicator is unusable.
