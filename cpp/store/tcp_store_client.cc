@@ -182,9 +182,12 @@ TcpStoreClient::~TcpStoreClient() = default;
 
 void TcpStoreClient::close() {
   if (impl_->closed.exchange(true)) return;
-  // shutdown (not close) so that a thread blocked on the fd wakes up and no fd is reused
-  // under it; the destructor closes the descriptor.
+  // shutdown first, so that a thread blocked on the fd in a request wakes up and fails; then,
+  // once no request holds the mutex (every use of the fd is under it), close the descriptor,
+  // so that a closed client holds none even while the object lives on (JS keeps it until GC).
   ::shutdown(impl_->fd.get(), SHUT_RDWR);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->fd.reset();
 }
 
 std::shared_ptr<Store> TcpStoreClient::clone() {

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Faults with real processes: a peer SIGKILLed before or between collectives at several world
 // sizes, a peer SIGSTOPped (alive, silent), and abort() while the peers are wedged. Every
-// surviving rank must fail with the right code, naming the rank, long before the timeout.
+// surviving rank must fail with the right code, naming the rank, long before the timeout, and
+// once it has destroyed the failed communicator hold no more file descriptors, threads or
+// shared-memory segments than before init (each case prints its row of that table).
 import { describe, expect, it } from 'vitest';
 import { type RankResult, runRanks } from '../helpers/world';
 
@@ -13,6 +15,18 @@ const find = (r: RankResult, what: string): Line => {
   if (!l) throw new Error(`rank ${r.rank}: no '${what}' line\n${r.stdout}\n${r.stderr}`);
   return l;
 };
+
+// Asserts that a survivor left nothing behind, and prints its row: fault, rank, time to error,
+// what leaked.
+function expectNoLeak(fault: string, r: RankResult): void {
+  const leak = find(r, 'leak');
+  const op = lines(r).find((x) => x.what === 'allReduce');
+  console.log(`${fault} | rank ${r.rank} | ${op?.code ?? '-'} after ${op?.ms ?? '-'} ms | ` +
+    `fds ${leak.fds}, threads ${leak.threads}, shm segments ${leak.shm}`);
+  expect(leak.fds, JSON.stringify(leak)).toBeLessThanOrEqual(0);
+  expect(leak.threads, JSON.stringify(leak)).toBeLessThanOrEqual(0);
+  expect(leak.shm).toBe(0);
+}
 
 describe('a SIGKILLed peer', () => {
   for (const [fault, n] of [['kill-before', 2], ['kill-before', 4], ['kill-between', 3]] as const) {
@@ -30,6 +44,7 @@ describe('a SIGKILLed peer', () => {
           expect(op.ms).toBeLessThan(10_000);  // the timeout is 20 s
           expect(find(r, 'next').code).toBe('ERR_NODECCL_PEER_LOST');
           expect(r.code).toBe(0);
+          expectNoLeak(`${fault}, ${n} ranks`, r);
         }
       }, 70_000);
   }
@@ -58,6 +73,7 @@ describe('a SIGSTOPped peer', () => {
       expect(op.ms).toBeLessThan(15_000);
       // The continued victim learns of the failure too instead of hanging.
       expect(find(results[1], 'allReduce').outcome).toBe('error');
+      for (const r of results) expectNoLeak('SIGSTOP, 2 ranks', r);
     }, 70_000);
 });
 
@@ -90,6 +106,7 @@ describe('a SIGSTOPped peer in a group of four', () => {
       expect(op.message).toMatch(/census after the timeout: rank 2 did not answer/);
       expect(op.ms).toBeLessThan(15_000);
       console.log(`rank ${r}: ${op.code} after ${op.ms} ms: ${op.message}`);
+      expectNoLeak('SIGSTOP, 4 ranks', results[r]);
     }
   }, 70_000);
 });
@@ -108,5 +125,6 @@ describe('abort()', () => {
       expect(find(r, 'allReduce').code, r.stderr).toBe('ERR_NODECCL_ABORTED');
       expect(find(r, 'allReduce').message).toMatch(/communicator aborted: (rank 0: )?test abort/);
     }
+    for (const r of results) expectNoLeak('abort(), 3 ranks', r);
   }, 70_000);
 });

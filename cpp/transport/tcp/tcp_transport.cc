@@ -469,13 +469,12 @@ void TcpTransport::throwAborted() {
 }
 
 void TcpTransport::abort(const std::string& reason) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (aborted_.load()) return;
-    reason_ = reason;
-    aborted_.store(true);
-  }
-  // The eventfd stays readable from now on: every later poll() wakes at once.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (aborted_.load() || closed_) return;
+  reason_ = reason;
+  aborted_.store(true);
+  // The eventfd stays readable from now on: every later poll() wakes at once. Written under
+  // mu_, so that close() cannot close it (and the number be reused) under this write.
   uint64_t one = 1;
   ssize_t rc;
   do {
@@ -486,6 +485,9 @@ void TcpTransport::abort(const std::string& reason) {
 void TcpTransport::close() {
   listenFd_.reset();
   for (net::Fd& fd : peers_) fd.reset();
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  wakeFd_.reset();
 }
 
 }  // namespace nodeccl

@@ -89,7 +89,8 @@ class TcpTransport : public Transport {
   std::vector<net::Fd> peers_;   // peers_[r]: connection to rank r (invalid for this rank)
   MessageSteps steps_;           // message numbering, used by the communicator's thread only
   std::atomic<bool> aborted_{false};
-  mutable std::mutex mu_;        // guards reason_
+  mutable std::mutex mu_;        // guards reason_, closed_ and wakeFd_ against close()
+  bool closed_ = false;          // close() ran: abort() has nothing left to wake
   std::string reason_;
 };
 
