@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Teardown leaves nothing behind: many init / allReduce / destroy cycles in one process (worlds
 // of 1 and 2), and 200 split / allReduce / destroy cycles of sub-communicators, must end with as
-// many threads and /dev/shm segments as they began with right after the last destroy(), as many
-// file descriptors once the dropped objects are collected, and RSS within a small tolerance. 100 init cycles by default;
-// NODECCL_LEAK_CYCLES=1000 runs the full count.
+// many threads, /dev/shm segments and file descriptors as they began with, right after the last
+// destroy() and once the dropped objects are collected, and RSS within a small tolerance. 100
+// init cycles by default; NODECCL_LEAK_CYCLES=1000 runs the full count.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
