@@ -281,7 +281,9 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     }
     if (c->code != ErrorCode::kInvalidArgument && c->code != ErrorCode::kDestroyed) {
       try {
-        comm.fail(c->message);
+        // With its code, so that the other ranks fail with the same one (a timeout stays a
+        // timeout everywhere; fail() ignores this when the communicator already failed).
+        comm.fail(c->message, c->code);
       } catch (...) {
         // The store may be gone too; the local failure is already recorded in c.
       }
