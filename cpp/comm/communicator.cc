@@ -136,6 +136,8 @@ struct Communicator::Impl {
   void takeArrivals(bool all, std::vector<int>* missing, std::vector<std::string>* addrs);
   [[noreturn]] void throwMissing(const std::vector<int>& missing, net::Clock::time_point start);
   void checkSize(int r, const std::string& value);
+  std::string refused;  // kRefusedClientsKey's value seen while waiting for ranks, or ""
+  static std::string refusedText(const std::string& value);
   void chooseTransport(const std::vector<std::string>& addrs, net::Deadline deadline);
   void startShm(bool forced, const std::vector<int>& members, net::Deadline deadline);
   void startWatcher();
@@ -168,7 +170,8 @@ static void validate(const CommOptions& o) {
   for (const char* a : kAlgos) known = known || o.algo == a;
   if (!known) {
     bad(strcat("rank ", o.rank, ": unknown algorithm '", o.algo, "'; use auto, ring, direct "
-               "or hier (allReduce), chain or tree (broadcast) (check NODECCL_ALGO)"));
+               "or hier (allReduce), chain, tree or direct (broadcast), ring or direct "
+               "(allGather, reduceScatter), direct (barrier) (check NODECCL_ALGO)"));
   }
   if (o.prefix.empty()) bad(strcat("rank ", o.rank, ": the store prefix must not be empty"));
   if (o.initTimeout <= Millis(0) || o.timeout <= Millis(0)) {
@@ -308,6 +311,7 @@ std::vector<std::string> Communicator::Impl::waitForRanks(const std::string& myA
   for (int r = 0; r < opts.size; ++r) {
     if (r != opts.rank) missing.push_back(r);
   }
+  refused.clear();
   Millis slice = kFirstSlice;
   for (;;) {
     std::vector<std::string> keys;
@@ -324,6 +328,13 @@ std::vector<std::string> Communicator::Impl::waitForRanks(const std::string& myA
     if (store->exists(key("abort"))) {
       Notice n = decodeNotice(store->get(key("abort"), Millis(1000)));
       throw Error(n.code, n.text);
+    }
+    // A process refused for a wrong job token may be one of the missing ranks: say so now
+    // (once), but keep waiting: a stranger's connection must not be able to end a job's init.
+    if (refused.empty() && store->exists(kRefusedClientsKey)) {
+      refused = store->get(kRefusedClientsKey, Millis(1000));
+      NODECCL_WARN("init", opts.rank, opts.size, "still waiting for ", missing.size(),
+                   " rank(s); ", refusedText(refused));
     }
     if (net::Clock::now() >= deadline) throwMissing(missing, start);
     slice = std::min(slice * 2, kMaxSlice);
@@ -346,6 +357,16 @@ void Communicator::Impl::takeArrivals(bool all, std::vector<int>* missing,
   missing->swap(still);
 }
 
+// "the store refused 2 connections for a wrong job token (the last from 10.0.0.2:4412) ...".
+std::string Communicator::Impl::refusedText(const std::string& value) {
+  size_t sp = value.find(' ');
+  std::string count = value.substr(0, sp), from = sp == std::string::npos ? "?" :
+                                                    value.substr(sp + 1);
+  return strcat("the store refused ", count, count == "1" ? " connection" : " connections",
+                " for a wrong job token (the last from ", from, "): if a missing rank is there, "
+                "its NODECCL_TOKEN differs from this rank's; give every rank the same token");
+}
+
 void Communicator::Impl::throwMissing(const std::vector<int>& missing,
                                       net::Clock::time_point start) {
   std::string list;
@@ -356,7 +377,8 @@ void Communicator::Impl::throwMissing(const std::vector<int>& missing,
                      " of ", opts.size, " ranks never arrived (",
                      missing.size() == 1 ? "rank " : "ranks ", list,
                      "); start every rank with the same store address, prefix and world size, "
-                     "or raise the init timeout"));
+                     "or raise the init timeout",
+                     refused.empty() ? "" : strcat("; note: ", refusedText(refused))));
 }
 
 // ---- transport choice -------------------------------------------------------------------

@@ -73,6 +73,10 @@ struct StoreLimits {
   static StoreLimits fromEnv();
 };
 
+// Set by the server whenever it refuses a client for a wrong job token: "<count> <address of
+// the last one>". Ranks waiting at init for peers that never arrive read it to say why.
+constexpr const char* kRefusedClientsKey = "nodeccl/store/refused";
+
 // Serves the store on a background thread until stop() or destruction.
 class TcpStoreServer {
  public:

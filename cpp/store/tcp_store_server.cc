@@ -5,6 +5,7 @@
 // All state below is touched only by that thread, except `stopped` and the eventfd.
 // Memory is bounded (StoreLimits): connections, bytes buffered for them, bytes stored, and
 // one request (kMaxFrameBytes); a client that would pass a limit is refused, with a warning.
+#include <netdb.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@ struct Conn {
   uint32_t parkedId = 0;
   std::vector<std::string> parkedKeys;
   net::Deadline parkedDeadline;
+  std::string peer;     // the client's address, for messages
   // Authentication (common/auth.h): no request is read before the client proved the token.
   bool authed = false;
   auth::ServerState authState;
@@ -95,6 +97,7 @@ struct TcpStoreServer::Impl {
   size_t buffered = 0;     // Σ in + out over conns, recounted every pass, raised by readConn
   size_t stored = 0;       // Σ key + value over data
   size_t turnedAway = 0;   // connections closed because maxConnections were open
+  size_t refusedClients = 0;  // clients refused for a wrong job token
 
   void loop();
   int pollTimeoutMs() const;
@@ -240,6 +243,10 @@ void TcpStoreServer::Impl::acceptAll() {
     }
     auto c = std::make_unique<Conn>();
     c->fd.reset(fd);
+    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+    ::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof(host), serv, sizeof(serv),
+                  NI_NUMERICHOST | NI_NUMERICSERV);
+    c->peer = strcat(host, ":", serv);
     net::setNoDelay(fd);
     c->out = auth::challenge(token, &c->authState);
     c->authBy = net::deadlineAfter(kAuthTimeout);
@@ -328,7 +335,10 @@ bool TcpStoreServer::Impl::progress() {
     // for a huge value): that client is dropped, the others are served on.
     try {
       if (!c->authed) {
-        if (!authenticate(*c)) continue;
+        if (!authenticate(*c)) {
+          any |= c->dead;  // a refusal may have set kRefusedClientsKey: run another pass
+          continue;
+        }
         any = true;
       }
       if (c->parked) any |= answerParked(*c);
@@ -388,10 +398,14 @@ bool TcpStoreServer::Impl::authenticate(Conn& c) {
                          reinterpret_cast<const unsigned char*>(c.in.data()), &ok, &why);
   c.in.erase(0, auth::kResponseBytes);
   if (!ok) {
-    NODECCL_WARN("store", -1, 0, "store server: refused a client: ", why,
+    NODECCL_WARN("store", -1, 0, "store server: refused a client at ", c.peer, ": ", why,
                  "; every process of the job needs the same NODECCL_TOKEN");
     writeConn(c);
     c.dead = true;
+    // Recorded for the job's ranks (kRefusedClientsKey), so that a rank whose token differs
+    // is named in its peers' init errors. A failed put (store full) only loses that hint.
+    std::string ignored;
+    putValue(kRefusedClientsKey, strcat(++refusedClients, " ", c.peer), &ignored);
     return false;
   }
   c.authed = true;

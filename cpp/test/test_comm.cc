@@ -586,6 +586,30 @@ NODECCL_TEST(comm_job_token) {
   }
 }
 
+// A rank whose token the store refuses never arrives; the ranks waiting for it are told, at
+// once in a warning and then in their init timeout's error, that the store refused a client.
+NODECCL_TEST(comm_store_refusal_named_in_init_timeout) {
+  TcpStoreServer server("127.0.0.1", 0, "tok-A");
+  CommOptions o;
+  o.rank = 0;
+  o.size = 2;
+  o.token = "tok-A";
+  o.prefix = "refused";
+  o.initTimeout = Millis(1500);
+  std::thread stranger([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_THROWS_CODE(TcpStoreClient("127.0.0.1", server.port(), Millis(2000), Millis(2000),
+                                      "tok-B"),
+                       ErrorCode::kIo, "refused");
+  });
+  auto store = std::make_shared<TcpStoreClient>("127.0.0.1", server.port(), Millis(2000),
+                                                Millis(30000), "tok-A");
+  EXPECT_THROWS_CODE(Communicator::create(store, o), ErrorCode::kTimeout,
+                     "note: the store refused 1 connection for a wrong job token (the last from "
+                     "127.0.0.1:");
+  stranger.join();
+}
+
 // ---- executor ---------------------------------------------------------------------------
 
 NODECCL_TEST(executor_order_and_errors) {
