@@ -447,7 +447,7 @@ NODECCL_TEST(comm_timeout_census_names_where_each_rank_is) {
     }
     try {
       allReduce(c, x, 8, DataType::kFloat32, ReduceOp::kSum, Millis(400));
-      nodeccl_test::fail("rank " + std::to_string(c.rank()) + ": the all-reduce should have timed out");
+      nodeccl_test::fail(strcat("rank ", c.rank(), ": the all-reduce should have timed out"));
     } catch (const Error& e) {
       std::string m = e.what();
       EXPECT_EQ(int(e.code()), int(ErrorCode::kTimeout));
