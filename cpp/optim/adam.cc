@@ -40,7 +40,9 @@ struct AdamKernel {
                                  const float* __restrict g, float* __restrict m,
                                  float* __restrict v, float* __restrict vmax) {
     const AdamScalars s = *sp;
-    for (size_t i = 0; i < n; ++i) body(s, i, p, g, m, v, vmax);
+    size_t head = simd::headTo64(p, n);  // then whole cache lines (simd.h)
+    for (size_t i = 0; i < head; ++i) body(s, i, p, g, m, v, vmax);
+    for (size_t i = head; i < n; ++i) body(s, i, p, g, m, v, vmax);
   }
 
   static NODECCL_INLINE void body(const AdamScalars& s, size_t i, float* __restrict p,

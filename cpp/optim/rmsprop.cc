@@ -36,7 +36,9 @@ struct RmspropKernel {
                                  const float* __restrict g, float* __restrict sq,
                                  float* __restrict buf, float* __restrict ga) {
     const RmspropScalars s = *sp;
-    for (size_t i = 0; i < n; ++i) body(s, i, p, g, sq, buf, ga);
+    size_t head = simd::headTo64(p, n);  // then whole cache lines (simd.h)
+    for (size_t i = 0; i < head; ++i) body(s, i, p, g, sq, buf, ga);
+    for (size_t i = head; i < n; ++i) body(s, i, p, g, sq, buf, ga);
   }
 
   static NODECCL_INLINE void body(const RmspropScalars& s, size_t i, float* __restrict p,

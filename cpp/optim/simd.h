@@ -15,6 +15,9 @@
 // concurrent use).
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+
 namespace nodeccl {
 namespace simd {
 
@@ -64,6 +67,14 @@ struct Versions {
   template <class... A>
   NODECCL_TARGET_AVX512 static auto avx512(A... a) { return K::run(a...); }
 };
+
+// Elements before the first 64-byte boundary of p (at most n): a kernel runs them in a loop of
+// their own so that the vectorized loop's loads and stores of p (and of the other arrays, which
+// usually share p's offset) do not each span two cache lines. Same arithmetic, same bits.
+inline size_t headTo64(const void* p, size_t n) {
+  size_t head = (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / 4;
+  return head < n ? head : n;
+}
 
 template <class K, class... A>
 auto run(A... a) {

@@ -32,11 +32,13 @@ struct DynamicMap {
 const DynamicMap& signedMagnitudes();
 const DynamicMap& unsignedMagnitudes();
 
-// Index of the entry of `d` nearest to a (a >= 0; values above 1 give the last entry).
+// Index of the entry of `d` nearest to a (a >= 0; values above 1 give the last entry, and so
+// does a NaN of either sign: the sign bit is dropped before the lookup, so the index stays
+// inside the table even for the negative NaN that x86 makes of inf * 0).
 inline uint8_t encodeMagnitude(const DynamicMap& d, float a) {
   uint32_t bits;
   std::memcpy(&bits, &a, 4);
-  uint8_t c = d.bucket[bits >> 15];
+  uint8_t c = d.bucket[(bits & 0x7fffffffu) >> 15];
   return static_cast<uint8_t>(c + (a > d.mid[c] ? 1 : 0));
 }
 

@@ -789,3 +789,75 @@ NODECCL_TEST(optim_adam8bit_rejects_amsgrad) {
   EXPECT_THROWS_CODE(adam8bitStep(o, ParamList{}, Adam8bitState{}), ErrorCode::kInvalidArgument,
                      "amsgrad");
 }
+
+namespace {
+
+// p, codes and scales after a few 8-bit Adam steps on random gradients (the third step's
+// gradients span 1e-18 to 1e18, so codes land at both ends of the maps), as one byte string.
+std::vector<uint8_t> runAdam8bit(const AdamOptions& o, size_t n, bool nonFinite) {
+  std::mt19937 rng(31);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> p(n), g(n);
+  for (float& x : p) x = normal(rng);
+  State8 s(n);
+  double step = 0;
+  for (int it = 0; it < 5; ++it) {
+    for (size_t i = 0; i < n; ++i) {
+      g[i] = normal(rng) * (it == 2 ? std::pow(10.0f, static_cast<float>(i % 37) - 18) : 1);
+    }
+    if (nonFinite && it == 3) g[n / 2] = INFINITY, g[n / 3] = NAN, g[n - 1] = 1e30f;
+    float* pp = p.data();
+    const float* gp = g.data();
+    uint8_t *mc = s.mc.data(), *vc = s.vc.data();
+    float *ma = s.ma.data(), *va = s.va.data();
+    adam8bitStep(o, ParamList{1, &pp, &gp, &n, &step}, Adam8bitState{&mc, &ma, &vc, &va});
+  }
+  std::vector<uint8_t> out(s.mc);
+  out.insert(out.end(), s.vc.begin(), s.vc.end());
+  auto addFloats = [&](const std::vector<float>& f) {
+    const uint8_t* b = reinterpret_cast<const uint8_t*>(f.data());
+    out.insert(out.end(), b, b + 4 * f.size());
+  };
+  addFloats(p), addFloats(s.ma), addFloats(s.va);
+  return out;
+}
+
+}  // namespace
+
+NODECCL_TEST(optim_adam8bit_isa_levels_give_identical_bits) {
+  // The gather-based AVX2/AVX-512 encoders (compact bucket table, clamped indices) against the
+  // scalar lookup: same codes, scales and parameters, for Adam, Adam with L2 and AdamW, with
+  // tails that are not a multiple of 8 or 16.
+  using simd::Isa;
+  AdamOptions l2;
+  l2.weightDecay = 0.1;
+  for (const AdamOptions& o : {AdamOptions(), l2, adamwDefaults()}) {
+    for (size_t n : {size_t(1), size_t(23), size_t(5000 + 13)}) {
+      simd::setIsaForTesting(true, Isa::kBaseline);
+      std::vector<uint8_t> base = runAdam8bit(o, n, false);
+      for (Isa level : {Isa::kAvx2, Isa::kAvx512}) {
+        if (static_cast<int>(level) > static_cast<int>(simd::detectedIsa())) continue;
+        simd::setIsaForTesting(true, level);
+        EXPECT_TRUE(runAdam8bit(o, n, false) == base);
+      }
+      simd::setIsaForTesting(false, Isa::kBaseline);
+    }
+  }
+}
+
+NODECCL_TEST(optim_adam8bit_non_finite_gradients_give_nan_blocks) {
+  // inf * 0 makes a negative NaN on x86; its code must come from inside the tables (the sign
+  // bit is dropped before the lookup) and the blocks that saw it decode to NaN at every level.
+  using simd::Isa;
+  size_t n = 3 * kAdam8bitBlock + 5;
+  for (Isa level : {Isa::kBaseline, Isa::kAvx2, Isa::kAvx512}) {
+    if (static_cast<int>(level) > static_cast<int>(simd::detectedIsa())) continue;
+    simd::setIsaForTesting(true, level);
+    std::vector<uint8_t> out = runAdam8bit(AdamOptions(), n, true);
+    const float* p = reinterpret_cast<const float*>(out.data() + 2 * n);
+    EXPECT_TRUE(std::isnan(p[n / 2]));
+    EXPECT_TRUE(std::isnan(p[n / 3]));
+    EXPECT_TRUE(std::isfinite(p[0]));  // block 0 held no non-finite gradient
+  }
+  simd::setIsaForTesting(false, Isa::kBaseline);
+}

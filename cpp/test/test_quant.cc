@@ -269,6 +269,160 @@ NODECCL_TEST(quant_isa_levels_give_identical_bytes) {
   }
 }
 
+namespace {
+
+// Runs fn once per instruction-set level this CPU has, forced, then restores detection.
+template <class F>
+void atEveryLevel(F fn) {
+  using simd::Isa;
+  for (Isa level : {Isa::kBaseline, Isa::kAvx2, Isa::kAvx512}) {
+    if (static_cast<int>(level) > static_cast<int>(simd::detectedIsa())) continue;
+    simd::setIsaForTesting(true, level);
+    fn();
+  }
+  simd::setIsaForTesting(false, Isa::kBaseline);
+}
+
+// sign1 by its definition: 8 float64 partial sums (element 8q + j into sum j, the rest into sum
+// 0, then 0..7 in order), sign bits packed low bit first.
+std::vector<uint8_t> sign1Reference(const std::vector<float>& x, size_t block) {
+  size_t n = x.size(), bl = block ? block : n, nb = blockCount(n, block);
+  std::vector<uint8_t> out(4 * nb + (n + 7) / 8, 0);
+  for (size_t b = 0, k = 0; b < n; b += bl, ++k) {
+    size_t len = std::min(bl, n - b);
+    double part[8] = {0};
+    bool finite = true;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+      for (size_t j = 0; j < 8; ++j) part[j] += std::fabs(x[b + i + j]);
+    }
+    for (; i < len; ++i) part[0] += std::fabs(x[b + i]);
+    double sum = 0;
+    for (double v : part) sum += v;
+    for (size_t j = 0; j < len; ++j) finite = finite && std::isfinite(x[b + j]);
+    float s = finite ? static_cast<float>(sum / static_cast<double>(len)) : NAN;
+    std::memcpy(out.data() + 4 * k, &s, 4);
+    for (size_t j = 0; j < len; ++j) {
+      if (std::signbit(x[b + j])) out[4 * nb + (b + j) / 8] |= 1 << ((b + j) % 8);
+    }
+  }
+  return out;
+}
+
+// top-k by its definition: a stable sort by |x| descending (NaN first), the first k in index
+// order.
+std::vector<uint8_t> topkReference(const std::vector<float>& x, size_t k) {
+  auto key = [&](size_t i) {
+    uint32_t u;
+    std::memcpy(&u, &x[i], 4);
+    return u & 0x7fffffffu;
+  };
+  std::vector<size_t> order(x.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) > key(b); });
+  order.resize(k);
+  std::sort(order.begin(), order.end());
+  std::vector<uint8_t> out(8 * k);
+  for (size_t j = 0; j < k; ++j) {
+    uint32_t at = static_cast<uint32_t>(order[j]);
+    std::memcpy(out.data() + 4 * j, &at, 4);
+    std::memcpy(out.data() + 4 * (k + j), &x[order[j]], 4);
+  }
+  return out;
+}
+
+// random-k's index for range j by its definition (128-bit products, splitmix64 of (seed, j)).
+uint64_t splitmix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+size_t randomkReferencePick(uint64_t seed, size_t j, size_t n, size_t k) {
+  using u128 = unsigned __int128;
+  size_t lo = static_cast<size_t>(static_cast<u128>(j) * n / k);
+  size_t hi = static_cast<size_t>(static_cast<u128>(j + 1) * n / k);
+  uint64_t h = splitmix(seed ^ splitmix(j));
+  return lo + static_cast<size_t>((static_cast<u128>(h) * (hi - lo)) >> 64);
+}
+
+}  // namespace
+
+NODECCL_TEST(quant_sign1_one_pass_matches_reference) {
+  // The fused AVX2/AVX-512 pass (bits, maximum and partial sums together) against the three-
+  // pass definition, at sizes around the 8- and 16-wide steps and with a NaN block.
+  for (size_t n : {size_t(1), size_t(7), size_t(8), size_t(15), size_t(16), size_t(17),
+                   size_t(23), size_t(4104), size_t(100003)}) {
+    std::vector<float> x = sample(n, 21);
+    if (n > 4000) x[4000] = NAN;
+    for (size_t block : {size_t(0), size_t(8), size_t(24), size_t(64)}) {
+      Codec c{CodecKind::kSign1, block};
+      std::vector<uint8_t> want = sign1Reference(x, block);
+      atEveryLevel([&] {
+        std::vector<uint8_t> got(encodedBytes(c, n));
+        encode(c, x.data(), n, got.data(), got.size());
+        EXPECT_TRUE(got == want);
+      });
+    }
+  }
+}
+
+NODECCL_TEST(quant_topk_sampled_threshold_matches_full_sort) {
+  // n = 2^18 takes the sampled-threshold path; ties (values on a 1/4 grid), a periodic ramp,
+  // NaN/inf, and an input whose evenly spaced samples (every 16th element) all see the large
+  // values, so the estimate leaves too few candidates for k = 10% and the encoder falls back to
+  // all elements: each must give exactly the elements a stable full sort picks.
+  size_t n = 1 << 18;
+  std::mt19937 rng(22);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<std::vector<float>> inputs(4, std::vector<float>(n));
+  for (size_t i = 0; i < n; ++i) {
+    inputs[0][i] = std::round(normal(rng) * 4) / 4;
+    inputs[1][i] = static_cast<float>(i % 1024) * 0.001f;
+    inputs[2][i] = normal(rng);
+    inputs[3][i] = i % 16 == 0 ? 1.0f + normal(rng) * 0.01f : normal(rng) * 0.01f;
+  }
+  inputs[2][77] = NAN, inputs[2][90000] = -INFINITY, inputs[2][5] = -0.0f;
+  for (const std::vector<float>& x : inputs) {
+    for (double ratio : {0.001, 0.01, 0.1}) {
+      Codec c{CodecKind::kTopK, 0, ratio};
+      std::vector<uint8_t> want = topkReference(x, keptCount(ratio, n));
+      atEveryLevel([&] {
+        std::vector<uint8_t> got(encodedBytes(c, n));
+        encode(c, x.data(), n, got.data(), got.size());
+        EXPECT_TRUE(got == want);
+      });
+    }
+  }
+}
+
+NODECCL_TEST(quant_randomk_walk_matches_the_128_bit_formula) {
+  // The division-free walk over the ranges gives the indices of the 128-bit formula, for k
+  // dividing n and not; decoding writes zeros around each value (a kept -0 decodes to +0, as an
+  // add to a zeroed array would).
+  for (size_t n : {size_t(1), size_t(10), size_t(997), size_t(100003), size_t(1 << 20)}) {
+    std::vector<float> x = sample(n, 23);
+    if (n > 1) x[0] = -0.0f;
+    for (double ratio : {0.001, 0.01, 0.37, 1.0}) {
+      Codec c{CodecKind::kRandomK, 0, ratio, 0x1234 + n};
+      size_t k = keptCount(ratio, n);
+      std::vector<uint8_t> bytes(encodedBytes(c, n));
+      encode(c, x.data(), n, bytes.data(), bytes.size());
+      std::vector<float> y(n, 5.0f), want(n, 0.0f);
+      decode(c, bytes.data(), bytes.size(), y.data(), n, false);
+      for (size_t j = 0; j < k; ++j) {
+        size_t at = randomkReferencePick(c.seed, j, n, k);
+        float v;
+        std::memcpy(&v, bytes.data() + 8 + 4 * j, 4);
+        EXPECT_TRUE(std::memcmp(&v, &x[at], 4) == 0);
+        want[at] += v;
+      }
+      EXPECT_TRUE(std::memcmp(y.data(), want.data(), 4 * n) == 0);
+    }
+  }
+}
+
 NODECCL_TEST(quant_error_feedback_loses_nothing) {
   // Over 6 steps: sum of what was sent (decoded) + residual == sum of the raw gradients, exactly
   // in float64, for every lossy codec.
