@@ -4,11 +4,13 @@
 // (core Executor), so operations run in call order and never block the JS thread. Completions
 // come back through one thread-safe function, which settles the Promise on the JS thread.
 //
-// Small all-reduces over shared memory take a shortcut: when nothing is queued, the call posts
-// its messages and spins for the peers' for at most fastSpin() (1 ms) on the JS thread; if
-// they were all there it returns an already resolved Promise (microseconds instead of a thread
-// hop there and back, ~100 us here), else the worker finishes the same operation. Call order
-// is kept because the shortcut is taken only with an empty queue.
+// Small collectives over shared memory take a shortcut: when the call picks its direct
+// algorithm (coll/direct.h: allReduce, allGather, reduceScatter, broadcast, barrier) and
+// nothing is queued, it posts its messages and spins for the peers' for at most fastSpin()
+// (1 ms) on the JS thread; if they were all there it returns an already resolved Promise
+// (microseconds instead of a thread hop there and back, ~100 us here), else the worker
+// finishes the same operation. Call order is kept because the shortcut is taken only with an
+// empty queue. Never over TCP or the hybrid shm+tcp transport (no non-blocking halves there).
 #include <chrono>
 #include <cstdlib>
 #include <exception>
@@ -21,8 +23,8 @@
 #include <vector>
 
 #include "async.h"
-#include "coll/allreduce_direct.h"
 #include "coll/collectives.h"
+#include "coll/direct.h"
 #include "comm/communicator.h"
 #include "comm/executor.h"
 #include "modules.h"
@@ -36,7 +38,7 @@ using nodeccl::ErrorCode;
 using nodeccl::Millis;
 using nodeccl::ReduceOp;
 
-// How long a small all-reduce may spin on the JS thread waiting for its peers' messages before
+// How long a small collective may spin on the JS thread waiting for its peers' messages before
 // the worker thread takes over. It must outlast a peer's thread hop (100-300 us here): a peer
 // that fell back to its worker comes back that late, and a shorter spin would then miss it on
 // every call and the ranks would never fall back into step.
@@ -290,21 +292,24 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     }
   }
 
-  // The shortcut described at the top of this file; an empty value when it does not apply.
-  Napi::Value tryFastAllReduce(const Napi::CallbackInfo& info, void* data, size_t count,
-                               DataType dtype, ReduceOp op, Millis timeout) {
-    Napi::Env env = info.Env();
-    if (!attached_ || torndown_ || destroyed_ || pending_ > 0 || comm_->shm() == nullptr ||
-        fastSpin().count() == 0 || comm_->mpi() ||  // NODECCL_BACKEND=mpi: always through MPI
-        !nodeccl::allReduceUsesDirect(*comm_, count, dtype)) {
-      return Napi::Value();
-    }
-    std::shared_ptr<nodeccl::DirectAllReduce> job;
+  // Whether the shortcut described at the top of this file may be tried now (the collective
+  // must also pick its direct algorithm).
+  bool fastPathOpen() const {
+    return attached_ && !torndown_ && !destroyed_ && pending_ == 0 &&
+           comm_->shm() != nullptr && fastSpin().count() > 0 &&
+           !comm_->mpi();  // NODECCL_BACKEND=mpi: always through MPI
+  }
+
+  // The shortcut: `start()` checks the arguments and begins the direct operation; it is
+  // finished here when the peers are there within fastSpin(), else by the worker.
+  template <typename Start>
+  Napi::Value tryFast(Napi::Env env, Start start, std::vector<Napi::Value> keep) {
+    std::shared_ptr<nodeccl::DirectExchange> job;
     try {
-      job = std::make_shared<nodeccl::DirectAllReduce>(*comm_, data, count, dtype, op, timeout);
+      job = start();
       // Spin, yielding the core after the first 3 us so that a peer waiting for a core (more
       // ranks than cores) can run and answer.
-      const auto start = std::chrono::steady_clock::now();
+      const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0;; ++i) {
         if (job->tryFinish()) {
           auto d = Napi::Promise::Deferred::New(env);
@@ -312,16 +317,16 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
           return d.Promise();
         }
         if ((i & 15) != 15) continue;
-        auto spent = std::chrono::steady_clock::now() - start;
+        auto spent = std::chrono::steady_clock::now() - t0;
         if (spent >= fastSpin()) break;
         if (spent >= std::chrono::microseconds(3)) std::this_thread::yield();
       }
     } catch (...) {
       // Rethrown on the worker, which fails the communicator and rejects as usual.
       std::exception_ptr e = std::current_exception();
-      return enqueue(env, [e](Communicator&) { std::rethrow_exception(e); }, {info[0]});
+      return enqueue(env, [e](Communicator&) { std::rethrow_exception(e); }, std::move(keep));
     }
-    return enqueue(env, [job](Communicator&) { job->finish(); }, {info[0]});
+    return enqueue(env, [job](Communicator&) { job->finish(); }, std::move(keep));
   }
 
   Napi::Value AllReduce(const Napi::CallbackInfo& info) {
@@ -330,8 +335,11 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     void* data = bufferArg(info, 0, "data", count, dtype);
     ReduceOp op = opArg(info, 3);
     Millis timeout = timeoutArg(info, 4);
-    Napi::Value fast = tryFastAllReduce(info, data, count, dtype, op, timeout);
-    if (!fast.IsEmpty()) return fast;
+    if (fastPathOpen() && nodeccl::allReduceUsesDirect(*comm_, count, dtype)) {
+      return tryFast(info.Env(), [&] {
+        return nodeccl::startAllReduceDirect(*comm_, data, count, dtype, op, timeout);
+      }, {info[0]});
+    }
     return enqueue(info.Env(), [=](Communicator& c) {
       nodeccl::allReduce(c, data, count, dtype, op, timeout);
     }, {info[0]});
@@ -343,6 +351,11 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     void* data = bufferArg(info, 0, "data", count, dtype);
     int root = intArg(info, 3, "root");
     Millis timeout = timeoutArg(info, 4);
+    if (fastPathOpen() && nodeccl::broadcastUsesDirect(*comm_, count, dtype)) {
+      return tryFast(info.Env(), [&] {
+        return nodeccl::startBroadcastDirect(*comm_, data, count, dtype, root, timeout);
+      }, {info[0]});
+    }
     return enqueue(info.Env(), [=](Communicator& c) {
       nodeccl::broadcast(c, data, count, dtype, root, timeout);
     }, {info[0]});
@@ -366,6 +379,11 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     const void* in = bufferArg(info, 0, "input", count, dtype);
     void* out = bufferArg(info, 1, "output", count * static_cast<size_t>(comm_->size()), dtype);
     Millis timeout = timeoutArg(info, 4);
+    if (fastPathOpen() && nodeccl::allGatherUsesDirect(*comm_, count, dtype)) {
+      return tryFast(info.Env(), [&] {
+        return nodeccl::startAllGatherDirect(*comm_, in, out, count, dtype, timeout);
+      }, {info[0], info[1]});
+    }
     return enqueue(info.Env(), [=](Communicator& c) {
       nodeccl::allGather(c, in, out, count, dtype, timeout);
     }, {info[0], info[1]});
@@ -379,6 +397,11 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     void* out = bufferArg(info, 1, "output", count, dtype);
     ReduceOp op = opArg(info, 4);
     Millis timeout = timeoutArg(info, 5);
+    if (fastPathOpen() && nodeccl::reduceScatterUsesDirect(*comm_, count, dtype)) {
+      return tryFast(info.Env(), [&] {
+        return nodeccl::startReduceScatterDirect(*comm_, in, out, count, dtype, op, timeout);
+      }, {info[0], info[1]});
+    }
     return enqueue(info.Env(), [=](Communicator& c) {
       nodeccl::reduceScatter(c, in, out, count, dtype, op, timeout);
     }, {info[0], info[1]});
@@ -386,6 +409,9 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
 
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
     Millis timeout = timeoutArg(info, 0);
+    if (fastPathOpen() && nodeccl::barrierUsesDirect(*comm_)) {
+      return tryFast(info.Env(), [&] { return nodeccl::startBarrierDirect(*comm_, timeout); }, {});
+    }
     return enqueue(info.Env(), [=](Communicator& c) { nodeccl::barrier(c, timeout); }, {});
   }
 

@@ -2,6 +2,12 @@
 // The Communicator: typed, Promise-returning collectives over the native communicator. Every
 // method checks its arguments here (so errors name the JS argument), then queues the work on the
 // communicator's native worker thread; operations run in the order they were called.
+//
+// The small collectives (allReduce, broadcast, allGather, reduceScatter, barrier) are plain
+// functions returning the native Promise chained once with .then, not async functions awaiting
+// an async helper: a tiny collective over shared memory completes in about a microsecond
+// (bindings/comm.cc), so each extra Promise and async frame shows (bench/latency.js). Every
+// check still runs, and every throw still becomes a rejection, as in an async function.
 import { checkBuffer, checkTensorLength } from './buffers';
 import { DTYPE_CODES, inferDType, REDUCE_OP_CODES, type DType, type ReduceOpName } from './dtype';
 import { fromNative, NodecclError, NodecclRangeError, NodecclTypeError } from './errors';
@@ -72,6 +78,17 @@ export interface CommWorld {
   transport: string;
   /** 'mpi' when init() chose NODECCL_BACKEND=mpi; sub-communicators are always 'native'. */
   backend?: Backend;
+}
+
+// Allowed option keys, built once rather than per call.
+const REDUCE_KEYS = ['op', 'timeoutMs', 'compression'] as const;
+const OP_KEYS = ['op', 'timeoutMs'] as const;
+const ROOT_KEYS = ['root', 'timeoutMs'] as const;
+const TIMEOUT_KEYS = ['timeoutMs'] as const;
+
+/** Native errors become nodeccl's typed errors (the rejection handler of every collective). */
+function rethrowNative(e: unknown): never {
+  throw fromNative(e);
 }
 
 /** Resolves a Tensor or TypedArray argument to its array, dtype and element count. */
@@ -231,28 +248,38 @@ export class Communicator {
    * Reduces `x` across all ranks in place; every rank ends with the same result (bitwise).
    * float16/bfloat16 accumulate in float32 and round once. Resolves to `x`.
    */
-  async allReduce<T extends TensorLike>(x: T, options: ReduceOptions = {}): Promise<T> {
+  allReduce<T extends TensorLike>(x: T, options: ReduceOptions = {}): Promise<T> {
     const fn = 'allReduce';
-    checkOptions(fn, options, ['op', 'timeoutMs', 'compression']);
-    if (options.compression !== undefined) {
-      return compressedAllReduce(this, x, options.compression, options.op, options.timeoutMs);
+    try {
+      checkOptions(fn, options, REDUCE_KEYS);
+      if (options.compression !== undefined) {
+        return compressedAllReduce(this, x, options.compression, options.op, options.timeoutMs);
+      }
+      const v = view(fn, 'tensor', x);
+      const op = this.op(fn, options.op);
+      this.live(fn);
+      const timeout = this.timeout(fn, options);
+      return this.nativeComm.allReduce(v.data, v.count, DTYPE_CODES[v.dtype], op, timeout)
+        .then(() => x, rethrowNative);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
     }
-    const v = view(fn, 'tensor', x);
-    const op = this.op(fn, options.op);
-    await this.run(fn, () => this.nativeComm.allReduce(v.data, v.count, DTYPE_CODES[v.dtype], op,
-      this.timeout(fn, options)));
-    return x;
   }
 
   /** Copies `root`'s `x` into `x` on every rank. Resolves to `x`. */
-  async broadcast<T extends TensorLike>(x: T, options: RootOptions = {}): Promise<T> {
+  broadcast<T extends TensorLike>(x: T, options: RootOptions = {}): Promise<T> {
     const fn = 'broadcast';
-    checkOptions(fn, options, ['root', 'timeoutMs']);
-    const v = view(fn, 'tensor', x);
-    const root = this.peer(fn, 'root', options.root ?? 0, true);
-    await this.run(fn, () => this.nativeComm.broadcast(v.data, v.count, DTYPE_CODES[v.dtype],
-      root, this.timeout(fn, options)));
-    return x;
+    try {
+      checkOptions(fn, options, ROOT_KEYS);
+      const v = view(fn, 'tensor', x);
+      const root = this.peer(fn, 'root', options.root ?? 0, true);
+      this.live(fn);
+      const timeout = this.timeout(fn, options);
+      return this.nativeComm.broadcast(v.data, v.count, DTYPE_CODES[v.dtype], root, timeout)
+        .then(() => x, rethrowNative);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
+    }
   }
 
   /** Reduces `x` onto `root` in place; other ranks' `x` is left unchanged. Resolves to `x`. */
@@ -272,54 +299,72 @@ export class Communicator {
    * Gathers every rank's `input` into `output` in rank order (`size` × input length; allocated
    * when omitted: a Tensor of shape [size, ...input.shape], or a TypedArray). Resolves to it.
    */
-  async allGather<T extends TensorLike>(input: T, output?: T, options: CollectiveOptions = {}):
+  allGather<T extends TensorLike>(input: T, output?: T, options: CollectiveOptions = {}):
       Promise<T> {
     const fn = 'allGather';
-    checkOptions(fn, options, ['timeoutMs']);
-    const vin = view(fn, 'input', input);
-    const out = output ?? this.allocate(input, vin.count * this.size, [this.size]);
-    const vout = view(fn, 'output', out);
-    this.sameDType(fn, vin, vout);
-    if (vout.count !== vin.count * this.size) {
-      throw new NodecclRangeError(`rank ${this.rank}: allGather output has ${vout.count} ` +
-        `elements but needs ${vin.count * this.size} (input ${vin.count} × ${this.size} ranks)`);
+    try {
+      checkOptions(fn, options, TIMEOUT_KEYS);
+      const vin = view(fn, 'input', input);
+      const out = output ?? this.allocate(input, vin.count * this.size, [this.size]);
+      const vout = view(fn, 'output', out);
+      this.sameDType(fn, vin, vout);
+      if (vout.count !== vin.count * this.size) {
+        throw new NodecclRangeError(`rank ${this.rank}: allGather output has ${vout.count} ` +
+          `elements but needs ${vin.count * this.size} (input ${vin.count} × ${this.size} ` +
+          'ranks)');
+      }
+      this.live(fn);
+      const timeout = this.timeout(fn, options);
+      return this.nativeComm.allGather(vin.data, vout.data, vin.count, DTYPE_CODES[vin.dtype],
+        timeout).then(() => out, rethrowNative);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
     }
-    await this.run(fn, () => this.nativeComm.allGather(vin.data, vout.data, vin.count,
-      DTYPE_CODES[vin.dtype], this.timeout(fn, options)));
-    return out;
   }
 
   /**
    * Reduces `input` (size × n elements) across ranks and leaves block `rank` of the result in
    * `output` (n elements; allocated when omitted). `input` is unchanged. Resolves to output.
    */
-  async reduceScatter<T extends TensorLike>(input: T, output?: T, options: ReduceOptions = {}):
+  reduceScatter<T extends TensorLike>(input: T, output?: T, options: ReduceOptions = {}):
       Promise<T> {
     const fn = 'reduceScatter';
-    checkOptions(fn, options, ['op', 'timeoutMs']);
-    const vin = view(fn, 'input', input);
-    if (vin.count % this.size !== 0) {
-      throw new NodecclRangeError(`rank ${this.rank}: reduceScatter input has ${vin.count} ` +
-        `elements, not a multiple of the ${this.size} ranks; pad it to a multiple`);
+    try {
+      checkOptions(fn, options, OP_KEYS);
+      const vin = view(fn, 'input', input);
+      if (vin.count % this.size !== 0) {
+        throw new NodecclRangeError(`rank ${this.rank}: reduceScatter input has ${vin.count} ` +
+          `elements, not a multiple of the ${this.size} ranks; pad it to a multiple`);
+      }
+      const n = vin.count / this.size;
+      const out = output ?? this.allocate(input, n, null);
+      const vout = view(fn, 'output', out);
+      this.sameDType(fn, vin, vout);
+      if (vout.count !== n) {
+        throw new NodecclRangeError(`rank ${this.rank}: reduceScatter output has ` +
+          `${vout.count} elements but needs ${n} (input ${vin.count} / ${this.size} ranks)`);
+      }
+      const op = this.op(fn, options.op);
+      this.live(fn);
+      const timeout = this.timeout(fn, options);
+      return this.nativeComm.reduceScatter(vin.data, vout.data, n, DTYPE_CODES[vin.dtype], op,
+        timeout).then(() => out, rethrowNative);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
     }
-    const n = vin.count / this.size;
-    const out = output ?? this.allocate(input, n, null);
-    const vout = view(fn, 'output', out);
-    this.sameDType(fn, vin, vout);
-    if (vout.count !== n) {
-      throw new NodecclRangeError(`rank ${this.rank}: reduceScatter output has ${vout.count} ` +
-        `elements but needs ${n} (input ${vin.count} / ${this.size} ranks)`);
-    }
-    const op = this.op(fn, options.op);
-    await this.run(fn, () => this.nativeComm.reduceScatter(vin.data, vout.data, n,
-      DTYPE_CODES[vin.dtype], op, this.timeout(fn, options)));
-    return out;
   }
 
   /** Resolves once every rank has called barrier(). */
-  async barrier(options: CollectiveOptions = {}): Promise<void> {
-    checkOptions('barrier', options, ['timeoutMs']);
-    await this.run('barrier', () => this.nativeComm.barrier(this.timeout('barrier', options)));
+  barrier(options: CollectiveOptions = {}): Promise<void> {
+    const fn = 'barrier';
+    try {
+      checkOptions(fn, options, TIMEOUT_KEYS);
+      this.live(fn);
+      const timeout = this.timeout(fn, options);
+      return this.nativeComm.barrier(timeout).then(undefined, rethrowNative);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
+    }
   }
 
   /** Sends `x` to `peer`, which must call recv() with the same length and dtype. */
@@ -507,14 +552,19 @@ export class Communicator {
   // ---- helpers ----------------------------------------------------------------------------
 
   private async run(fn: string, start: () => Promise<void>): Promise<void> {
-    if (this.destroyed) {
-      throw new NodecclError('ERR_NODECCL_DESTROYED', `rank ${this.rank}: ${fn} called on a ` +
-        'destroyed communicator; create a new one with init()');
-    }
+    this.live(fn);
     try {
       await start();
     } catch (e) {
       throw fromNative(e);
+    }
+  }
+
+  /** Throws unless this communicator may still be used (checked after the arguments). */
+  private live(fn: string): void {
+    if (this.destroyed) {
+      throw new NodecclError('ERR_NODECCL_DESTROYED', `rank ${this.rank}: ${fn} called on a ` +
+        'destroyed communicator; create a new one with init()');
     }
   }
 

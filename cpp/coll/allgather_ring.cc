@@ -4,10 +4,12 @@
 // Cost, for n ranks and an output of S bytes (n blocks of S/n): n - 1 steps; each rank sends
 // and receives (n - 1)/n * S bytes. The public allGather runs the ring in scratch and copies
 // the result out at the end (one extra pass over S), so a failed call leaves `out` unchanged.
+// Small all-gathers take the direct exchange instead (allgather_direct.cc), chosen here.
 #include <cstring>
 
 #include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
+#include "coll/direct.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
 #include "common/log.h"
@@ -37,8 +39,12 @@ void allGather(Communicator& comm, const void* in, void* out, size_t count, Data
   checkedBytes(comm, kName, count, elem, static_cast<size_t>(comm.size()));
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
+  if (!comm.mpi() && allGatherUsesDirect(comm, count, dtype)) {
+    return startAllGatherDirect(comm, in, out, count, dtype, timeout)->finish();
+  }
   comm.beginOp(OpKind::kAllGather, timeout, OpParams{int(dtype), -1, -1, count});
   if (comm.mpi()) return mpi::allGather(comm, in, out, count, dtype);
+  comm.noteAlgorithm("allGather", "ring", count * elem * static_cast<size_t>(comm.size()));
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "allGather ring count=", count, " ",
                 dtypeName(dtype));
 

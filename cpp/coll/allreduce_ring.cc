@@ -15,8 +15,8 @@
 #include <cstring>
 
 #include "backend/mpi/mpi_collectives.h"
-#include "coll/allreduce_direct.h"
 #include "coll/collectives.h"
+#include "coll/direct.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
 #include "common/log.h"
@@ -86,8 +86,7 @@ void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, Red
     return allReduceHier(comm, orEmpty(data, empty), count, dtype, op);
   }
   if (allReduceUsesDirect(comm, count, dtype)) {
-    DirectAllReduce(comm, data, count, dtype, op, timeout).finish();
-    return;
+    return startAllReduceDirect(comm, data, count, dtype, op, timeout)->finish();
   }
   comm.beginOp(OpKind::kAllReduce, timeout, OpParams{int(dtype), int(op), -1, count});
   comm.noteAlgorithm("allReduce", "ring", count * dtypeSize(dtype));

@@ -2,16 +2,20 @@
 // Dissemination barrier (Hensgen, Finkel and Manber): no rank leaves before every rank arrived.
 //
 // Cost, for n ranks: ceil(log2 n) steps; each rank sends ceil(log2 n) messages of 0 payload
-// bytes (a header each).
+// bytes (a header each). On one host over shared memory the direct barrier (barrier_direct.cc)
+// takes one round instead; the choice is made here.
 #include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
+#include "coll/direct.h"
 #include "common/log.h"
 
 namespace nodeccl {
 
 void barrier(Communicator& comm, Millis timeout) {
+  if (!comm.mpi() && barrierUsesDirect(comm)) return startBarrierDirect(comm, timeout)->finish();
   comm.beginOp(OpKind::kBarrier, timeout);
   if (comm.mpi()) return mpi::barrier(comm);
+  comm.noteAlgorithm("barrier", "dissemination", 0);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "barrier dissemination");
   const int n = comm.size(), r = comm.rank();
 

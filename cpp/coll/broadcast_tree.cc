@@ -9,11 +9,13 @@
 // call that fails midway leaves it unchanged (one extra pass over S).
 //
 // Large broadcasts on more than two ranks take the pipelined chain instead
-// (broadcast_chain.cc): the choice is made here, by size, unless NODECCL_ALGO forces one.
+// (broadcast_chain.cc), and tiny ones the direct send from the root (broadcast_direct.cc):
+// the choice is made here, by size, unless NODECCL_ALGO forces one.
 #include <cstring>
 
 #include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
+#include "coll/direct.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
 #include "common/log.h"
@@ -27,7 +29,7 @@ constexpr size_t kChainMinBytes = 64 * 1024;
 bool useChain(const Communicator& comm, size_t bytes) {
   const std::string& algo = comm.options().algo;
   if (algo == "chain" || algo == "ring") return true;
-  if (algo == "tree" || algo == "direct") return false;
+  if (algo == "tree") return false;
   return comm.size() > 2 && bytes > kChainMinBytes;
 }
 
@@ -66,6 +68,9 @@ void broadcast(Communicator& comm, void* data, size_t count, DataType dtype, int
   checkRoot(comm, kName, root);
   const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
   checkBuffer(comm, kName, "data", data, count);
+  if (!comm.mpi() && broadcastUsesDirect(comm, count, dtype)) {
+    return startBroadcastDirect(comm, data, count, dtype, root, timeout)->finish();
+  }
   comm.beginOp(OpKind::kBroadcast, timeout, OpParams{int(dtype), -1, root, count});
   if (comm.mpi()) return mpi::broadcast(comm, data, count, dtype, root);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "broadcast count=", count, " ",

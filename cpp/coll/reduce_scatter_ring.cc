@@ -9,11 +9,13 @@
 // Each step moves in chunks of kChunkBytes: while this rank reduces chunk c, its left
 // neighbour is already writing chunk c + 1 (into the shared-memory ring or the socket
 // buffers), so transfer and reduction overlap. `out` is written only at the end.
+// Small reduce-scatters take the direct exchange instead (reduce_scatter_direct.cc), chosen here.
 #include <algorithm>
 #include <cstring>
 
 #include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
+#include "coll/direct.h"
 #include "coll/ring.h"
 #include "coll/validate.h"
 #include "common/error.h"
@@ -94,8 +96,13 @@ void reduceScatter(Communicator& comm, const void* in, void* out, size_t count, 
                static_cast<size_t>(comm.size()));
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
+  if (!comm.mpi() && reduceScatterUsesDirect(comm, count, dtype)) {
+    return startReduceScatterDirect(comm, in, out, count, dtype, op, timeout)->finish();
+  }
   comm.beginOp(OpKind::kReduceScatter, timeout, OpParams{int(dtype), int(op), -1, count});
   if (comm.mpi()) return mpi::reduceScatter(comm, in, out, count, dtype, op);
+  comm.noteAlgorithm("reduceScatter", "ring",
+                     count * dtypeSize(dtype) * static_cast<size_t>(comm.size()));
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "reduceScatter ring count=", count, " ",
                 dtypeName(dtype), " ", reduceOpName(op));
 

@@ -38,7 +38,8 @@ struct CommOptions {
   // Job token every peer connection must prove (common/auth.h); "" for none.
   std::string token = auth::tokenFromEnv();
   // NODECCL_ALGO: "auto" picks per call by size and world size; an algorithm name forces it
-  // for the collectives that have it: allReduce ring|direct|hier, broadcast chain|tree.
+  // for the collectives that have it: allReduce ring|direct|hier, broadcast chain|tree|direct,
+  // allGather and reduceScatter ring|direct, barrier direct (any other name: dissemination).
   std::string algo = "auto";
   // "native" (the transports above) or "mpi": the collectives run through MPI
   // (backend/mpi/; init() resolves NODECCL_BACKEND). The rendezvous is the same for both.

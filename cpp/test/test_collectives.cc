@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Tests the collectives (coll/collectives.h) with ranks as threads over real TCP loopback
 // connections, swept over world sizes, counts (0, 1, primes, counts below and not divisible by
-// the world size), dtypes and ops, against a reference computed here.
+// the world size), dtypes and ops, against a reference computed here; each collective under
+// NODECCL_ALGO=auto and with each of its algorithms forced, and the direct (small-message)
+// algorithms also over TCP, over the hybrid transport, and driven without blocking.
 #include <atomic>
+#include <initializer_list>
+#include <memory>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -13,6 +17,7 @@
 #include <vector>
 
 #include "coll/collectives.h"
+#include "coll/direct.h"
 #include "common/error.h"
 #include "common/half.h"
 #include "test/harness.h"
@@ -214,10 +219,13 @@ NODECCL_TEST(coll_allreduce_propagates_nan) {
 
 // ---- broadcast and reduce ----------------------------------------------------------------
 
-NODECCL_TEST(coll_broadcast_every_root) {
+namespace {
+
+// Every world size, root, a few dtypes and every count, under `o` (its algo, its transport).
+void broadcastSweep(const CommOptions& o, std::initializer_list<int> sizes) {
   const DataType types[] = {DataType::kFloat32, DataType::kFloat64, DataType::kInt8,
                             DataType::kBFloat16};
-  for (int n : kWorldSizes) {
+  for (int n : sizes) {
     runWorld(n, [&](Communicator& comm) {
       for (int root = 0; root < n; ++root) {
         for (DataType t : types) {
@@ -226,12 +234,29 @@ NODECCL_TEST(coll_broadcast_every_root) {
             Bytes data = makeInput(comm.rank() == root ? root : 100 + comm.rank(), count, t,
                                    ReduceOp::kSum);
             broadcast(comm, data.data(), count, t, root);
-            expectBytes(data, makeInput(root, count, t, ReduceOp::kSum), t,
-                        describe("broadcast", comm, count, t, strcat("root ", root).c_str()));
+            if (!expectBytes(data, makeInput(root, count, t, ReduceOp::kSum), t,
+                             describe("broadcast", comm, count, t,
+                                      strcat(o.algo, " root ", root).c_str()))) {
+              return;
+            }
           }
         }
       }
-    }, testOptions());
+    }, o);
+  }
+}
+
+}  // namespace
+
+NODECCL_TEST(coll_broadcast_every_root) {
+  broadcastSweep(testOptions(), {1, 2, 3, 4, 5, 8});
+}
+
+NODECCL_TEST(coll_broadcast_every_root_each_algorithm_forced) {
+  for (const char* algo : {"direct", "tree", "chain"}) {
+    CommOptions o = testOptions();
+    o.algo = algo;
+    broadcastSweep(o, {1, 2, 3, 4, 5, 8});
   }
 }
 
@@ -280,14 +305,17 @@ NODECCL_TEST(coll_reduce_larger_counts) {
 
 // ---- allGather and reduceScatter ---------------------------------------------------------
 
-NODECCL_TEST(coll_allgather_every_size_and_count) {
+namespace {
+
+void allGatherSweep(const CommOptions& o, std::initializer_list<int> sizes) {
   const DataType types[] = {DataType::kFloat32, DataType::kUint8, DataType::kFloat16,
                             DataType::kFloat64};
-  for (int n : kWorldSizes) {
+  for (int n : sizes) {
     runWorld(n, [&](Communicator& comm) {
       for (DataType t : types) {
         for (size_t count : kCounts) {
           const size_t elem = dtypeSize(t);
+          const std::string what = describe("allGather", comm, count, t, o.algo.c_str());
           Bytes want;
           for (int r = 0; r < n; ++r) {
             Bytes block = makeInput(r, count, t, ReduceOp::kSum);
@@ -295,23 +323,25 @@ NODECCL_TEST(coll_allgather_every_size_and_count) {
           }
           // Separate input and output; the output starts as garbage.
           Bytes in = makeInput(comm.rank(), count, t, ReduceOp::kSum);
+          const Bytes input = in;
           Bytes out(n * count * elem, 0xAB);
           allGather(comm, in.data(), out.data(), count, t);
-          expectBytes(out, want, t, describe("allGather", comm, count, t));
+          if (!expectBytes(out, want, t, what)) return;
+          if (!expectBytes(in, input, t, what + " (input changed)")) return;
           // In place: the input is this rank's block of the output.
           Bytes inPlace(n * count * elem, 0xCD);
           unsigned char* own = inPlace.data() + comm.rank() * count * elem;
           if (count > 0) std::memcpy(own, in.data(), in.size());
           allGather(comm, own, inPlace.data(), count, t);
-          expectBytes(inPlace, want, t, describe("allGather in place", comm, count, t));
+          if (!expectBytes(inPlace, want, t, what + " in place")) return;
         }
       }
-    }, testOptions());
+    }, o);
   }
 }
 
-NODECCL_TEST(coll_reduce_scatter_every_size_count_dtype_op) {
-  for (int n : kWorldSizes) {
+void reduceScatterSweep(const CommOptions& o, std::initializer_list<int> sizes) {
+  for (int n : sizes) {
     runWorld(n, [&](Communicator& comm) {
       for (DataType t : kAllTypes) {
         for (ReduceOp op : kAllOps) {
@@ -323,20 +353,50 @@ NODECCL_TEST(coll_reduce_scatter_every_size_count_dtype_op) {
             reduceScatter(comm, in.data(), out.data(), count, t, op);
             const auto begin = all.begin() + comm.rank() * count * elem;
             const Bytes want(begin, begin + count * elem);
-            std::string what = describe("reduceScatter", comm, count, t, reduceOpName(op));
+            std::string what =
+                describe("reduceScatter", comm, count, t,
+                         strcat(o.algo, " ", reduceOpName(op)).c_str());
             if (!expectBytes(out, want, t, what)) return;
             if (!expectBytes(in, input, t, what + " (input changed)")) return;
           }
         }
       }
-    }, testOptions());
+    }, o);
+  }
+}
+
+}  // namespace
+
+NODECCL_TEST(coll_allgather_every_size_and_count) {
+  allGatherSweep(testOptions(), {1, 2, 3, 4, 5, 8});
+}
+
+NODECCL_TEST(coll_allgather_direct_and_ring_forced) {
+  for (const char* algo : {"direct", "ring"}) {
+    CommOptions o = testOptions();
+    o.algo = algo;
+    allGatherSweep(o, {1, 2, 3, 4, 5, 8});
+  }
+}
+
+NODECCL_TEST(coll_reduce_scatter_every_size_count_dtype_op) {
+  reduceScatterSweep(testOptions(), {1, 2, 3, 4, 5, 8});
+}
+
+NODECCL_TEST(coll_reduce_scatter_direct_and_ring_forced) {
+  for (const char* algo : {"direct", "ring"}) {
+    CommOptions o = testOptions();
+    o.algo = algo;
+    reduceScatterSweep(o, {1, 2, 3, 4, 5, 8});
   }
 }
 
 // ---- barrier and point to point ----------------------------------------------------------
 
-NODECCL_TEST(coll_barrier_holds_every_rank_until_all_arrive) {
-  for (int n : kWorldSizes) {
+namespace {
+
+void barrierSweep(const CommOptions& o, std::initializer_list<int> sizes) {
+  for (int n : sizes) {
     constexpr int kRounds = 12;
     std::atomic<int> arrived[kRounds] = {};
     runWorld(n, [&](Communicator& comm) {
@@ -347,7 +407,21 @@ NODECCL_TEST(coll_barrier_holds_every_rank_until_all_arrive) {
         barrier(comm);
         EXPECT_EQ(arrived[k].load(), n);
       }
-    }, testOptions());
+    }, o);
+  }
+}
+
+}  // namespace
+
+NODECCL_TEST(coll_barrier_holds_every_rank_until_all_arrive) {
+  barrierSweep(testOptions(), {1, 2, 3, 4, 5, 8});
+}
+
+NODECCL_TEST(coll_barrier_direct_and_dissemination_forced) {
+  for (const char* algo : {"direct", "ring"}) {  // "ring" names no barrier: dissemination
+    CommOptions o = testOptions();
+    o.algo = algo;
+    barrierSweep(o, {1, 2, 3, 5, 8});
   }
 }
 
@@ -432,6 +506,49 @@ NODECCL_TEST(coll_mismatched_counts_fail_on_every_rank) {
       }
     }
   }, testOptions(Millis(5000)));
+}
+
+// A failed call leaves the caller's buffers as they were, whatever the algorithm: rank 2 of 3
+// passes a different count, so ranks 0 and 1 fail after receiving each other's (correct)
+// blocks, which must not reach their outputs.
+NODECCL_TEST(coll_failed_small_calls_leave_outputs_unchanged) {
+  for (const char* algo : {"direct", "ring", "tree"}) {
+    CommOptions o = testOptions(Millis(3000));
+    o.algo = algo;
+    runWorld(3, [&](Communicator& comm) {
+      const size_t count = comm.rank() == 2 ? 9 : 8;
+      std::vector<float> in(count, float(comm.rank() + 1)), out(count * 3, -7.0f);
+      try {
+        allGather(comm, in.data(), out.data(), count, DataType::kFloat32);
+        fail(strcat("rank ", comm.rank(), ": mismatched allGather did not throw (", algo, ")"));
+      } catch (const Error&) {
+        for (float v : out) {
+          if (v != -7.0f) {
+            fail(strcat("rank ", comm.rank(), ": a failed allGather (", algo, ") wrote ", v,
+                        " into its output"));
+            break;
+          }
+        }
+      }
+    }, o);
+    runWorld(3, [&](Communicator& comm) {
+      const size_t count = comm.rank() == 2 ? 9 : 8;
+      std::vector<float> data(count, comm.rank() == 0 ? 5.0f : -7.0f);
+      try {
+        broadcast(comm, data.data(), count, DataType::kFloat32, 0);
+      } catch (const Error&) {
+      }
+      // Rank 1 may complete (its count matches the root's); rank 2 must fail, unchanged.
+      if (comm.rank() == 2) {
+        for (float v : data) {
+          if (v != -7.0f) {
+            fail(strcat("rank 2: a failed broadcast (", algo, ") wrote ", v, " into its buffer"));
+            break;
+          }
+        }
+      }
+    }, o);
+  }
 }
 
 // ---- allToAll, gather, scatter, batched send/recv ------------------------------------------
@@ -567,6 +684,128 @@ NODECCL_TEST(coll_batch_sendrecv_any_order_no_deadlock) {
   }
 }
 
+// ---- direct (small-message) algorithms: over TCP, and driven without blocking -------------
+
+NODECCL_TEST(coll_direct_over_tcp) {
+  // The blocking schedule alone (no shared memory to post every send at once).
+  CommOptions o = testOptions();
+  o.algo = "direct";
+  o.transport = "tcp";
+  broadcastSweep(o, {2, 3, 5});
+  allGatherSweep(o, {2, 3, 5});
+  reduceScatterSweep(o, {2, 5});
+  barrierSweep(o, {3});
+}
+
+NODECCL_TEST(coll_direct_reduce_scatter_half_rounds_once) {
+  // As coll_allreduce_half_accumulates_in_float32_and_rounds_once, block by block: rank 0
+  // contributes 2048 (float16) or 256 (bfloat16), every other rank 1, so each block's exact
+  // sum is big + (n - 1), rounded once (n = 4: 2051 -> 2052, tie to even).
+  for (int n : {3, 4, 5}) {
+    CommOptions o = testOptions();
+    o.algo = "direct";
+    runWorld(n, [&](Communicator& comm) {
+      for (DataType t : {DataType::kFloat16, DataType::kBFloat16}) {
+        const float big = t == DataType::kFloat16 ? 2048.0f : 256.0f;
+        for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg}) {
+          const size_t count = 5;
+          Bytes in(n * count * 2), out(count * 2), want(count * 2);
+          float exact = big + static_cast<float>(n - 1);
+          if (op == ReduceOp::kAvg) exact /= static_cast<float>(n);
+          for (size_t i = 0; i < n * count; ++i) storeF(in, i, t, comm.rank() == 0 ? big : 1.0f);
+          for (size_t i = 0; i < count; ++i) storeF(want, i, t, exact);
+          reduceScatter(comm, in.data(), out.data(), count, t, op);
+          expectBytes(out, want, t, describe("reduceScatter", comm, count, t, reduceOpName(op)));
+        }
+      }
+    }, o);
+  }
+}
+
+namespace {
+
+// Runs `start()`'s operation as the binding's fast path does: tryFinish in a loop (yielding
+// between tries), then finish if it did not complete within a few milliseconds.
+void driveNonBlocking(const std::unique_ptr<DirectExchange>& op) {
+  const auto give = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+  while (!op->tryFinish() && std::chrono::steady_clock::now() < give) std::this_thread::yield();
+  op->finish();  // a no-op once done
+}
+
+}  // namespace
+
+NODECCL_TEST(coll_direct_nonblocking_mixed_with_blocking) {
+  // Even ranks drive every direct collective without blocking (the JS-thread fast path), odd
+  // ranks call the blocking collectives (the worker thread): results must not depend on which.
+  const DataType t = DataType::kFloat32;
+  for (int n : {2, 3, 4}) {
+    runWorld(n, [&](Communicator& comm) {
+      const int r = comm.rank();
+      const bool fast = r % 2 == 0;
+      for (size_t count : {size_t(0), size_t(1), size_t(13)}) {
+        const size_t bytes = count * 4;
+        const std::string tag = strcat(fast ? "non-blocking" : "blocking", " n=", n);
+        Bytes ar = makeInput(r, count, t, ReduceOp::kSum);
+        if (fast) driveNonBlocking(startAllReduceDirect(comm, ar.data(), count, t,
+                                                        ReduceOp::kSum, Millis(0)));
+        else allReduce(comm, ar.data(), count, t, ReduceOp::kSum);
+        expectBytes(ar, expectedReduction(n, count, t, ReduceOp::kSum), t,
+                    describe("allReduce", comm, count, t, tag.c_str()));
+
+        Bytes in = makeInput(r, count, t, ReduceOp::kSum), all(n * bytes, 0xAB), want;
+        if (fast) driveNonBlocking(startAllGatherDirect(comm, in.data(), all.data(), count, t,
+                                                        Millis(0)));
+        else allGather(comm, in.data(), all.data(), count, t);
+        for (int q = 0; q < n; ++q) {
+          Bytes b = makeInput(q, count, t, ReduceOp::kSum);
+          want.insert(want.end(), b.begin(), b.end());
+        }
+        expectBytes(all, want, t, describe("allGather", comm, count, t, tag.c_str()));
+
+        Bytes rsIn = makeInput(r, n * count, t, ReduceOp::kMax), rsOut(bytes, 0xEE);
+        if (fast) driveNonBlocking(startReduceScatterDirect(comm, rsIn.data(), rsOut.data(),
+                                                            count, t, ReduceOp::kMax, Millis(0)));
+        else reduceScatter(comm, rsIn.data(), rsOut.data(), count, t, ReduceOp::kMax);
+        const Bytes full = expectedReduction(n, n * count, t, ReduceOp::kMax);
+        expectBytes(rsOut, Bytes(full.begin() + r * bytes, full.begin() + (r + 1) * bytes), t,
+                    describe("reduceScatter", comm, count, t, tag.c_str()));
+
+        const int root = n - 1;
+        Bytes bc = makeInput(r == root ? root : 50 + r, count, t, ReduceOp::kSum);
+        if (fast) driveNonBlocking(startBroadcastDirect(comm, bc.data(), count, t, root,
+                                                        Millis(0)));
+        else broadcast(comm, bc.data(), count, t, root);
+        expectBytes(bc, makeInput(root, count, t, ReduceOp::kSum), t,
+                    describe("broadcast", comm, count, t, tag.c_str()));
+
+        if (fast) driveNonBlocking(startBarrierDirect(comm, Millis(0)));
+        else barrier(comm);
+      }
+    }, [] {
+      CommOptions o = testOptions();
+      o.algo = "direct";
+      o.transport = "shm";
+      return o;
+    }());
+  }
+}
+
+NODECCL_TEST(coll_direct_tryfinish_is_off_without_shared_memory) {
+  // Over TCP the non-blocking halves do not exist: tryFinish reports "not now" and the
+  // blocking finish completes the same operation.
+  CommOptions o = testOptions();
+  o.algo = "direct";
+  o.transport = "tcp";
+  runWorld(2, [&](Communicator& comm) {
+    float x[3] = {1, 2, float(comm.rank())};
+    auto op = startAllReduceDirect(comm, x, 3, DataType::kFloat32, ReduceOp::kSum, Millis(0));
+    EXPECT_TRUE(!op->tryFinish());
+    op->finish();
+    EXPECT_EQ(x[0], 2.0f);
+    EXPECT_EQ(x[2], 1.0f);
+  }, o);
+}
+
 // ---- jobs over several hosts (hybrid transport, hierarchical all-reduce) ------------------
 
 namespace {
@@ -653,4 +892,37 @@ NODECCL_TEST(coll_hosts_large_and_other_collectives) {
     expectBytes(rsOut, want, DataType::kFloat32,
                 describe("reduceScatter", comm, c, DataType::kFloat32));
   }, testOptions());
+}
+
+NODECCL_TEST(coll_hosts_direct_small_collectives) {
+  // The direct algorithms over the hybrid transport (blocking exchanges, some over TCP), chosen
+  // by auto at these sizes and forced with "direct"; barrier too (dissemination under auto).
+  for (const char* algo : {"auto", "direct"}) {
+    CommOptions o = testOptions();
+    o.algo = algo;
+    runWorldOnHosts("abbab", [&](Communicator& comm) {
+      const int n = comm.size(), r = comm.rank();
+      const DataType t = DataType::kFloat32;
+      for (size_t count : {size_t(0), size_t(1), size_t(13)}) {
+        const std::string tag = strcat("abbab ", algo);
+        Bytes in = makeInput(r, count, t, ReduceOp::kSum), all(n * count * 4), want;
+        allGather(comm, in.data(), all.data(), count, t);
+        for (int q = 0; q < n; ++q) {
+          Bytes b = makeInput(q, count, t, ReduceOp::kSum);
+          want.insert(want.end(), b.begin(), b.end());
+        }
+        expectBytes(all, want, t, describe("allGather", comm, count, t, tag.c_str()));
+        Bytes rsIn = makeInput(r, n * count, t, ReduceOp::kAvg), rsOut(count * 4);
+        reduceScatter(comm, rsIn.data(), rsOut.data(), count, t, ReduceOp::kAvg);
+        const Bytes full = expectedReduction(n, n * count, t, ReduceOp::kAvg);
+        expectBytes(rsOut, Bytes(full.begin() + r * count * 4, full.begin() + (r + 1) * count * 4),
+                    t, describe("reduceScatter", comm, count, t, tag.c_str()));
+        Bytes bc = makeInput(r == 2 ? 2 : 40 + r, count, t, ReduceOp::kSum);
+        broadcast(comm, bc.data(), count, t, 2);
+        expectBytes(bc, makeInput(2, count, t, ReduceOp::kSum), t,
+                    describe("broadcast", comm, count, t, tag.c_str()));
+        barrier(comm);
+      }
+    }, o);
+  }
 }

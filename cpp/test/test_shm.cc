@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "coll/allreduce_direct.h"
 #include "coll/collectives.h"
+#include "coll/direct.h"
 #include "common/error.h"
 #include "test/harness.h"
 #include "test/world.h"
@@ -138,10 +138,10 @@ NODECCL_TEST(shm_direct_completes_without_blocking) {
     for (int iter = 0; iter < 50; ++iter) {
       float x[4] = {float(c.rank() + iter), 1, 2, 3};
       if (c.rank() == 0) {
-        DirectAllReduce op(c, x, 4, DataType::kFloat32, ReduceOp::kSum, Millis(0));
+        auto op = startAllReduceDirect(c, x, 4, DataType::kFloat32, ReduceOp::kSum, Millis(0));
         auto give = Clock::now() + std::chrono::seconds(10);
-        while (!op.tryFinish() && Clock::now() < give) std::this_thread::yield();
-        op.finish();  // no-op when done
+        while (!op->tryFinish() && Clock::now() < give) std::this_thread::yield();
+        op->finish();  // no-op when done
       } else {
         allReduce(c, x, 4, DataType::kFloat32, ReduceOp::kSum);
       }

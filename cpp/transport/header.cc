@@ -94,6 +94,12 @@ std::string describeParams(OpKind kind, const OpParams& p) {
 void checkHeader(const unsigned char* in, const OpInfo& op, int rank, int peer,
                  uint64_t expectStep, uint64_t expectBytes) {
   const MessageHeader h = decodeHeader(in);
+  // Every message passes here: the texts below are built only on the way to a throw (built for
+  // every message they cost 0.3-2 us each, most of a small collective's time over shm).
+  if (h.magic == kHeaderMagic && h.from == peer && h.kind == op.kind && h.step == expectStep &&
+      sameParams(h.params, op.params) && h.bytes == expectBytes) {
+    return;
+  }
   const std::string me = strcat("rank ", rank, ": ");
   if (h.magic != kHeaderMagic || h.from != peer) {
     throw Error(ErrorCode::kIo,
