@@ -11,25 +11,46 @@
 // that one rank per host carries all of the host's traffic, and two extra passes over S in
 // shared memory.
 //
+// Which one runs, under NODECCL_ALGO=auto: nodeccl cannot know how fast the links between hosts
+// are. Over slow links (the bottleneck: 200 Mbit/s, measured by bench/hosts.js) hierarchical is
+// 1.45x faster than the flat ring; over fast ones (unshaped veth links, as fast as the copies
+// it adds) the flat ring is. So small messages (under kTuneMinBytes, where the 2(h - 1) latencies
+// across hosts instead of 2(n - 1) decide) always go hierarchical, and for larger ones the first
+// 2 * kTrials calls alternate the two, timed; at the next call the ranks agree on the slowest
+// rank's sums (an all-reduce max of two numbers, before the user's data is touched) and keep
+// the faster from then on (logged at info). NODECCL_ALGO=hier or ring forces one.
+//
 // Everything is computed in the accumulation type (float32 for float16/bfloat16), so half types
 // round once, on the leader, before the broadcast; avg sums and divides once, on the leader.
 // Every rank ends with the leader's bytes: bitwise identical everywhere. The user's buffer is
 // written only at the end, so a failed call leaves it unchanged.
+#include <chrono>
 #include <cstring>
 
+#include "coll/collectives.h"
 #include "coll/ring.h"
+#include "coll/validate.h"
+#include "common/log.h"
 #include "reduce/reduce.h"
 
 namespace nodeccl {
+namespace {
 
-// NODECCL_ALGO=hier forces it; auto takes it whenever the job spans hosts and some host holds
-// more than one rank (with one rank per host it is the flat ring).
+constexpr size_t kTuneMinBytes = 1 << 20;
+constexpr int kTrials = 2;  // timed calls of each algorithm before choosing
+
+}  // namespace
+
+// NODECCL_ALGO=hier forces it; auto considers it whenever the job spans hosts and some host
+// holds more than one rank (with one rank per host it is the flat ring).
 bool allReduceUsesHier(const Communicator& comm) {
   const std::string& algo = comm.options().algo;
   if (algo == "hier") return true;
   if (algo != "auto") return false;
   return comm.hostCount() > 1 && comm.hostCount() < comm.size();
 }
+
+namespace {
 
 void allReduceHier(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op) {
   const DataType acc = accumulateType(dtype);
@@ -57,6 +78,48 @@ void allReduceHier(Communicator& comm, void* data, size_t count, DataType dtype,
   // 3. Within the host: the leader's result goes to every rank, then into the user's buffer.
   broadcastTree(*local, out, bytes, 0);
   if (bytes > 0) std::memcpy(data, out, bytes);
+}
+
+}  // namespace
+
+void allReduceAcrossHosts(Communicator& comm, void* data, size_t count, DataType dtype,
+                          ReduceOp op, Millis timeout) {
+  const size_t bytes = count * dtypeSize(dtype);
+  bool hier = true, timed = false;
+  Communicator::AcrossHostsTuning& t = comm.acrossHostsTuning();
+  if (comm.options().algo == "auto" && bytes >= kTuneMinBytes) {
+    if (t.choice < 0 && t.trials == 2 * kTrials) {
+      // Agree on the slowest rank's times first: every rank then makes the same choice.
+      double both[2] = {t.seconds[0], t.seconds[1]};
+      allReduce(comm, both, 2, DataType::kFloat64, ReduceOp::kMax, timeout);
+      t.choice = both[1] <= both[0] ? 1 : 0;
+      NODECCL_INFO("coll", comm.rank(), comm.size(), "allReduce across ", comm.hostCount(),
+                   " hosts: hier ", both[1] * 1e3 / kTrials, " ms, flat ring ",
+                   both[0] * 1e3 / kTrials, " ms per call from ", bytes, " bytes (slowest rank, ",
+                   kTrials, " calls each): ", t.choice ? "hier" : "ring", " from now on");
+    }
+    if (t.choice >= 0) {
+      hier = t.choice == 1;
+    } else {
+      hier = t.trials % 2 == 1;
+      timed = true;
+    }
+  }
+  comm.beginOp(OpKind::kAllReduce, timeout, OpParams{int(dtype), int(op), -1, count});
+  comm.noteAlgorithm("allReduce", hier ? "hier" : "ring", bytes);
+  NODECCL_TRACE("coll", comm.rank(), comm.size(), "allReduce ", hier ? "hier" : "ring",
+                " count=", count, " ", dtypeName(dtype), " ", reduceOpName(op), " hosts=",
+                comm.hostCount());
+  unsigned char empty = 0;
+  data = orEmpty(data, empty);
+  const auto start = std::chrono::steady_clock::now();
+  if (hier) allReduceHier(comm, data, count, dtype, op);
+  else allReduceRingCore(comm, data, count, dtype, op);
+  if (timed) {
+    t.seconds[hier ? 1 : 0] +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    t.trials++;
+  }
 }
 
 }  // namespace nodeccl

@@ -77,14 +77,7 @@ void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, Red
   checkedBytes(comm, kName, count, dtypeSize(accumulateType(dtype)));
   checkBuffer(comm, kName, "data", data, count);
   if (comm.mpi()) return mpi::allReduce(comm, data, count, dtype, op, timeout);
-  if (allReduceUsesHier(comm)) {
-    comm.beginOp(OpKind::kAllReduce, timeout, OpParams{int(dtype), int(op), -1, count});
-    comm.noteAlgorithm("allReduce", "hier", count * dtypeSize(dtype));
-    NODECCL_TRACE("coll", comm.rank(), comm.size(), "allReduce hier count=", count, " ",
-                  dtypeName(dtype), " ", reduceOpName(op), " hosts=", comm.hostCount());
-    unsigned char empty = 0;
-    return allReduceHier(comm, orEmpty(data, empty), count, dtype, op);
-  }
+  if (allReduceUsesHier(comm)) return allReduceAcrossHosts(comm, data, count, dtype, op, timeout);
   if (allReduceUsesDirect(comm, count, dtype)) {
     return startAllReduceDirect(comm, data, count, dtype, op, timeout)->finish();
   }

@@ -71,9 +71,12 @@ void reduceTree(Communicator& comm, void* data, size_t count, DataType dtype, Re
                 int root);
 void broadcastTree(Communicator& comm, void* data, size_t bytes, int root);
 
-// Hierarchical all-reduce (allreduce_hier.cc): within each host, then across hosts.
+// All-reduce in a job across hosts (allreduce_hier.cc): true when it applies (NODECCL_ALGO=hier,
+// or auto over several hosts with several ranks on some host); then allReduceAcrossHosts runs
+// the call (begins the operation itself), hierarchical or flat as measured.
 bool allReduceUsesHier(const Communicator& comm);
-void allReduceHier(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op);
+void allReduceAcrossHosts(Communicator& comm, void* data, size_t count, DataType dtype,
+                          ReduceOp op, Millis timeout);
 
 // comm.scratch(bytes, slot) as a byte pointer, never null (a 0-byte request gets 1 byte), so
 // that empty segments still have a valid address to send from and receive into.

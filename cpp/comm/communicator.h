@@ -93,6 +93,16 @@ class Communicator {
   Communicator* localView();
   Communicator* leaderView();
 
+  // What all-reduce has measured of the flat ring against the hierarchical algorithm in a job
+  // across hosts, under NODECCL_ALGO=auto (coll/allreduce_hier.cc): the timed trials so far,
+  // their summed seconds per algorithm (0 ring, 1 hier), and the choice once made (-1 before).
+  struct AcrossHostsTuning {
+    int trials = 0;
+    double seconds[2] = {0, 0};
+    int choice = -1;
+  };
+  AcrossHostsTuning& acrossHostsTuning() { return tuning_; }
+
   // Records the algorithm a collective chose; logged at info whenever it differs from the
   // previous call's choice for that collective (so a size sweep shows every switch).
   void noteAlgorithm(const char* collective, const char* algo, size_t bytes);
@@ -134,6 +144,7 @@ class Communicator {
   OpInfo op_;
   std::vector<std::vector<unsigned char>> scratch_;
   std::vector<std::pair<const char*, const char*>> algos_;  // last choice per collective
+  AcrossHostsTuning tuning_;
 };
 
 }  // namespace nodeccl

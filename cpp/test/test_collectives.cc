@@ -842,6 +842,27 @@ NODECCL_TEST(coll_hosts_allreduce_every_layout_algo_dtype_op) {
   }
 }
 
+// Under auto, large all-reduces across hosts time both algorithms for a few calls, then every
+// rank settles on the same one; every result along the way is exact.
+NODECCL_TEST(coll_hosts_tune_ring_against_hier) {
+  const size_t count = size_t(1) << 18;  // 1 MiB of float32: tuned
+  std::vector<int> choices(4, -2);
+  runWorldOnHosts("aabb", [&](Communicator& comm) {
+    for (int call = 0; call < 6; ++call) {
+      Bytes data = makeInput(comm.rank(), count, DataType::kFloat32, ReduceOp::kSum);
+      allReduce(comm, data.data(), count, DataType::kFloat32, ReduceOp::kSum);
+      if (!expectBytes(data, expectedReduction(4, count, DataType::kFloat32, ReduceOp::kSum),
+                       DataType::kFloat32, describe("allReduce", comm, count,
+                                                    DataType::kFloat32, "tuning"))) {
+        return;
+      }
+    }
+    choices[comm.rank()] = comm.acrossHostsTuning().choice;
+  }, testOptions());
+  EXPECT_TRUE(choices[0] == 0 || choices[0] == 1);
+  for (int c : choices) EXPECT_EQ(c, choices[0]);
+}
+
 NODECCL_TEST(coll_hosts_pick_transport_and_algorithm) {
   runWorldOnHosts("aabb", [&](Communicator& comm) {
     EXPECT_EQ(std::string(comm.transportName()), std::string("shm+tcp"));
