@@ -91,21 +91,44 @@ function rethrowNative(e: unknown): never {
   throw fromNative(e);
 }
 
+// LIMITATION: collectives take no SharedArrayBuffer memory: the binding reaches a TypedArray's
+// memory through its ArrayBuffer, which N-API does not hand out for a SharedArrayBuffer, and
+// other threads writing it during a collective would give ranks different results.
+function checkNotShared(fn: string, what: string, x: ArrayBufferView): void {
+  if (typeof SharedArrayBuffer !== 'undefined' && x.buffer instanceof SharedArrayBuffer) {
+    throw new NodecclTypeError(`${fn}: ${what} is a ${x.constructor.name} over a ` +
+      'SharedArrayBuffer, which collectives do not take; copy it into an ordinary array ' +
+      `first, e.g. new ${x.constructor.name}(${what})`);
+  }
+}
+
 /** Resolves a Tensor or TypedArray argument to its array, dtype and element count. */
 function view(fn: string, what: string, x: unknown): View {
   if (x instanceof Tensor) {
     checkBuffer(fn, what, x.data);
+    checkNotShared(fn, what, x.data);
     const expected = x.shape.reduce((a, d) => a * d, 1);
     checkTensorLength(fn, what, x.data.length, x.shape, expected);
     return { data: x.data as View['data'], dtype: x.dtype, count: x.size };
   }
   if (ArrayBuffer.isView(x) && !(x instanceof DataView)) {
     checkBuffer(fn, what, x);
+    checkNotShared(fn, what, x);
     const dtype = inferDType(x as never, `${fn}: ${what}`);
     return { data: x as View['data'], dtype, count: (x as unknown as { length: number }).length };
   }
   throw new NodecclTypeError(`${fn}: ${what} must be a Tensor or a TypedArray, got ` +
     describeValue(x));
+}
+
+// Ranks ("host:port#rank") whose init() communicator is alive in this process: a second init()
+// of the same rank of the same job would claim that rank again, and its failure would end the
+// first communicator.
+const liveJobs = new Set<string>();
+
+/** Whether init() already made rank `rank` of the job whose store is host:port, still alive. */
+export function jobAlive(host: string, port: number, rank: number): boolean {
+  return liveJobs.has(`${host}:${port}#${rank}`);
 }
 
 /** A group of `size` processes that communicate; created by `init()`. */
@@ -131,6 +154,7 @@ export class Communicator {
   readonly hostOf: readonly number[];
 
   private destroyed = false;
+  private failed = false;  // an operation failed (not for its arguments): peers may be gone
   // split() and group() calls so far: every rank counts the same, naming each child uniquely.
   private splits = 0;
 
@@ -145,6 +169,9 @@ export class Communicator {
     this.rank = nativeComm.rank();
     this.size = nativeComm.size();
     if (this.backend === 'mpi') noteMpiComm(1);
+    if (ownsStore && world !== null && this.size > 1) {
+      liveJobs.add(`${world.storeHost}:${world.storePort}#${this.rank}`);
+    }
     const topo = nativeComm.topology();
     this.transport = topo.transport;
     this.hostOf = Object.freeze(topo.hostOf.slice());
@@ -543,9 +570,32 @@ export class Communicator {
     } catch (e) {
       throw fromNative(e);
     } finally {
+      await this.leaveStore();
+      if (this.ownsStore && this.world !== null) {
+        liveJobs.delete(`${this.world.storeHost}:${this.world.storePort}#${this.rank}`);
+      }
       if (this.ownsStore) this.store.close();
       this.server?.stop();
       if (this.backend === 'mpi') noteMpiComm(-1);
+    }
+  }
+
+  // Rank 0's process serves the job's store: stopping it while another rank is still finishing
+  // init() or its own destroy() would fail that rank. So every rank of init's communicator says
+  // that it has left, and rank 0 keeps the store up until all have: bounded by 5 s (a rank may
+  // exit without destroy()), and by 0.5 s once the communicator has failed (ranks may be dead).
+  private async leaveStore(): Promise<void> {
+    if (!this.ownsStore || this.world === null || this.size === 1) return;
+    const key = (r: number) => `${this.world!.prefix}/left/${r}`;
+    try {
+      if (this.server === null) {
+        await this.store.set(key(this.rank), '1');
+        return;
+      }
+      const others = Array.from({ length: this.size }, (_, r) => r).filter((r) => r !== this.rank);
+      await this.store.wait(others.map(key), { timeoutMs: this.failed ? 500 : 5000 });
+    } catch {
+      // The store is gone, or some rank never came to leave: nothing more to wait for.
     }
   }
 
@@ -556,7 +606,9 @@ export class Communicator {
     try {
       await start();
     } catch (e) {
-      throw fromNative(e);
+      const err = fromNative(e);
+      if ((err as { code?: string }).code !== 'ERR_NODECCL_INVALID_ARGUMENT') this.failed = true;
+      throw err;
     }
   }
 

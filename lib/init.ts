@@ -3,7 +3,7 @@
 // nodeccl-run, torchrun, mpirun, MPICH/PMI or Slurm), starts the store on rank 0, and runs the
 // rendezvous that connects every rank. One timeout, initTimeoutMs, bounds all of it. Under
 // mpirun without a master address, MPI tells every rank where rank 0's store is (lib/mpi.ts).
-import { Communicator } from './comm';
+import { Communicator, jobAlive } from './comm';
 import { envMillis, resolveWorld, type WorldInfo } from './env';
 import { checkOptions, describeValue } from './options';
 import { native } from './native';
@@ -77,6 +77,14 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
       : ''));
   const remaining = () => Math.max(1, deadline - Date.now());
 
+  // A second init() of the same rank of the same job would take that rank again (and fail the
+  // first communicator when it failed).
+  if (!viaMpi && world.size > 1 && jobAlive(world.masterAddr, world.masterPort, world.rank)) {
+    throw new NodecclError('ERR_NODECCL_INVALID_ARGUMENT', `rank ${world.rank}: init() was ` +
+      `already called in this process for this rank of the job at ${world.masterAddr}:` +
+      `${world.masterPort}, and its communicator is alive: use it (split() or group() make ` +
+      'sub-communicators), or destroy() it before calling init() again');
+  }
   // Rank 0 serves the store. A world of one takes any free port so that two single-process
   // programs on one machine do not collide. Under mpirun without a master address, rank 0
   // takes a free port and MPI broadcasts the address.

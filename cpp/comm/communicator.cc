@@ -113,6 +113,7 @@ struct Communicator::Impl {
   // The operation in progress, for the census: its kind and collective step (or its seq).
   std::atomic<int> kindNow{0};
   std::atomic<uint64_t> stepNow{0};
+  std::atomic<int> rootNow{-1};
   std::atomic<int> active{0};  // sendRecv calls in progress (destroy waits for them)
 
   mutable std::mutex mu;  // guards the strings below and stopping
@@ -578,9 +579,9 @@ void Communicator::Impl::onRemoteError(const std::string& value) {
     std::lock_guard<std::mutex> lock(mu);
     own = n.text == publishing;
   }
-  // A timeout in a group of more than two: the failing rank's census is running (in fail());
-  // answer it, and fail with its result, which names the ranks that are really missing.
-  if (n.code == ErrorCode::kTimeout && opts.size > 2) {
+  // A timeout: the failing rank's census is running (in fail()); answer it, and fail with its
+  // result, which names the ranks that are really missing and where the others are.
+  if (n.code == ErrorCode::kTimeout && opts.size > 1) {
     if (own) return;  // fail() records and aborts with the census result
     n.text = awaitCensus(watchStore ? *watchStore : *store, n.text);
   }
@@ -634,15 +635,18 @@ Notice Communicator::Impl::publish(const std::string& text, ErrorCode code) {
 // ---- census after a timeout ---------------------------------------------------------------
 //
 // A rank that times out knows only the peer it was waiting for, which in a ring of three or
-// more may itself be waiting for the rank that really stopped. So the rank whose timeout became
+// more may itself be waiting for the rank that really stopped, and not why (a rank that passed
+// another root, say). So the rank whose timeout became
 // the group's error (it won the abort key) asks everyone: every rank that sees the notice (its
 // watcher thread is alive even while its worker is blocked) writes census/<rank> = the
 // operation it is in; after kCensusWait the ranks that did not answer are the ones stopped,
 // hung, or cut off from the store. The census result becomes every rank's error text.
 
 void Communicator::Impl::answerCensus(Store& s) {
+  const int root = rootNow.load();
   s.set(key("census", opts.rank),
-        strcat(opKindName(OpKind(kindNow.load())), " #", stepNow.load()));
+        strcat(opKindName(OpKind(kindNow.load())), " #", stepNow.load(),
+               root >= 0 ? strcat(" (root ", root, ")") : std::string()));
 }
 
 // On the failing rank: collects the answers and publishes the result. Returns the new text
@@ -714,9 +718,9 @@ void Communicator::fail(const std::string& reason, ErrorCode code) {
     Notice winner = impl_->publish(reason, code);
     if (!winner.text.empty()) first = winner;
     ownWon = winner.text == reason;
-    // A timeout in a group of more than two: find who is really missing (see above).
+    // A timeout: find who is really missing, and where the others are (see above).
     Store* s = impl_->notifyStore ? impl_->notifyStore.get() : impl_->store.get();
-    if (first.code == ErrorCode::kTimeout && opts_.size > 2 && s != nullptr) {
+    if (first.code == ErrorCode::kTimeout && opts_.size > 1 && s != nullptr) {
       first.text = ownWon ? impl_->runCensus(*s, first.text) : impl_->awaitCensus(*s, first.text);
     }
   }
@@ -772,6 +776,7 @@ void Communicator::beginOp(OpKind kind, Millis timeout, const OpParams& params) 
   op_.seq += 1;
   if (kind != OpKind::kPointToPoint) op_.step += 1;
   impl_->kindNow.store(int(kind));
+  impl_->rootNow.store(params.root);
   impl_->stepNow.store(kind == OpKind::kPointToPoint ? op_.seq : op_.step);
   op_.deadline = net::deadlineAfter(t);
   op_.timeoutMs = static_cast<uint32_t>(std::min<int64_t>(t.count(), UINT32_MAX));

@@ -460,6 +460,25 @@ NODECCL_TEST(comm_timeout_census_names_where_each_rank_is) {
   });
 }
 
+// Ranks that pass different roots to a reduce wait for each other until the timeout; the census
+// then shows every rank's root, so the error says why.
+NODECCL_TEST(comm_timeout_census_shows_roots) {
+  runEach(3, [&](Communicator& c) {
+    float x[4] = {1, 2, 3, 4};
+    const int root = c.rank() == 2 ? 2 : 0;
+    try {
+      reduce(c, x, 4, DataType::kFloat32, ReduceOp::kSum, root, Millis(400));
+      if (c.rank() == 0) nodeccl_test::fail("rank 0: a reduce with mixed roots completed");
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      if (m.find("reduce #1 (root 2)") == std::string::npos ||
+          m.find("reduce #1 (root 0)") == std::string::npos) {
+        nodeccl_test::fail(strcat("rank ", c.rank(), ": the error does not show both roots: ", m));
+      }
+    }
+  });
+}
+
 NODECCL_TEST(comm_abort_from_another_thread) {
   runWorld(2, [&](Communicator& c) {
     std::thread aborter;

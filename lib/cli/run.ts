@@ -40,6 +40,7 @@ interface CliOptions {
   prefix: boolean;
   grace: number;
   servers?: number;
+  oversubscribe?: boolean;
   host?: string;
   hostfile?: string;
   rsh: string;
@@ -162,6 +163,8 @@ function makeProgram(): Command {
       'and stop the ranks when stdin closes (how -H starts each host)'))
     .addOption(new Option('--servers <S>', 'also start S parameter servers (NODECCL_ROLE=' +
       'server); the -np ranks become workers (NODECCL_ROLE=worker)').argParser(parseCount))
+    .addOption(new Option('--oversubscribe', 'allow more than max(64, 8 x CPUs) ranks on ' +
+      'this host'))
     .option('--no-prefix', 'do not prefix output lines with "[rank] "')
     .addOption(new Option('--grace <seconds>', 'time a stopped rank gets between SIGTERM and ' +
       'SIGKILL').default(DEFAULT_GRACE_S).argParser(parseSeconds))
@@ -261,6 +264,14 @@ function plansUnderLauncher(opts: CliOptions, fail: (msg: string) => never): Ran
 async function plansLocal(opts: CliOptions, fail: (msg: string) => never): Promise<RankPlan[]> {
   if (opts.np === undefined) {
     fail(`-np <N> is required: the number of ranks to start, e.g. ${NAME} -np 4 node train.js`);
+  }
+  // A typo such as -np 100000 must not fork a process storm before anyone can stop it.
+  const cpus = os.availableParallelism?.() ?? os.cpus().length;
+  const most = Math.max(64, 8 * cpus);
+  if (opts.np > most && opts.oversubscribe !== true) {
+    fail(`-np ${opts.np} would start ${opts.np} processes on this host, which has ` +
+      `${cpus} CPUs (the limit is ${most}, 8 per CPU); pass --oversubscribe ` +
+      'if you mean it, or spread the ranks over hosts with -H');
   }
   const masterAddr = opts.masterAddr ?? '127.0.0.1';
   const masterPort = opts.masterPort ?? await freePort();

@@ -91,6 +91,14 @@ describe('Communicator methods', () => {
       /allGather: output .*resizable/);
   });
 
+  it('rejects SharedArrayBuffer memory in collectives, naming the argument', async () => {
+    const shared = new Float32Array(new SharedArrayBuffer(16));
+    await rejects(() => comm.allReduce(shared), NodecclTypeError,
+      /allReduce: tensor is a Float32Array over a SharedArrayBuffer.*new Float32Array\(tensor\)/);
+    await rejects(() => comm.allGather(new Float32Array(4), shared), NodecclTypeError,
+      /allGather: output .*SharedArrayBuffer/);
+  });
+
   it('rejects a tensor whose buffer was detached after the tensor was made', async () => {
     const t = tensor(new Float32Array([1, 2, 3]));
     detached(t.data as Float32Array);

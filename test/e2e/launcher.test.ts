@@ -163,6 +163,10 @@ describe('nodeccl-run -np', () => {
     expect(noNp.stderr).toContain('-np <N> is required');
     const badPort = await launch(['-np', '1', '--master-port', '70000', NODE]);
     expect(badPort.stderr).toContain('1 to 65535');
+    // A typo such as -np 100000 starts nothing (and says how to insist).
+    const storm = await launch(['-np', '100000', ...nodeEval('1')]);
+    expect(storm.code).not.toBe(0);
+    expect(storm.stderr).toMatch(/-np 100000 would start 100000 processes .* --oversubscribe/);
   });
 });
 
