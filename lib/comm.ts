@@ -478,14 +478,16 @@ export class Communicator {
     let out: T | null = null;
     let vout: View | null = null;
     if (this.rank === root) {
-      out = output ?? this.allocate(input, vin.count * this.size, [this.size]);
-      vout = view(fn, 'output', out);
-      this.sameDType(fn, vin, vout);
-      if (vout.count !== vin.count * this.size) {
-        throw new NodecclRangeError(`rank ${this.rank}: gather output has ${vout.count} ` +
-          `elements but needs ${vin.count * this.size} (input ${vin.count} × ${this.size} ` +
-          'ranks)');
-      }
+      this.rootOnly(fn, () => {
+        out = output ?? this.allocate(input, vin.count * this.size, [this.size]);
+        vout = view(fn, 'output', out);
+        this.sameDType(fn, vin, vout);
+        if (vout.count !== vin.count * this.size) {
+          throw new NodecclRangeError(`rank ${this.rank}: gather output has ${vout.count} ` +
+            `elements but needs ${vin.count * this.size} (input ${vin.count} × ${this.size} ` +
+            'ranks)');
+        }
+      });
     }
     await this.run(fn, () => this.nativeComm.gather(vin.data, vout ? vout.data : null,
       vin.count, DTYPE_CODES[vin.dtype], root, this.timeout(fn, options)));
@@ -504,13 +506,15 @@ export class Communicator {
     const root = this.peer(fn, 'root', options.root ?? 0, true);
     let vin: View | null = null;
     if (this.rank === root) {
-      vin = view(fn, 'input', input);
-      this.sameDType(fn, vin, vout);
-      if (vin.count !== vout.count * this.size) {
-        throw new NodecclRangeError(`rank ${this.rank}: scatter input has ${vin.count} ` +
-          `elements but needs ${vout.count * this.size} (output ${vout.count} × ${this.size} ` +
-          'ranks)');
-      }
+      this.rootOnly(fn, () => {
+        vin = view(fn, 'input', input);
+        this.sameDType(fn, vin!, vout);
+        if (vin!.count !== vout.count * this.size) {
+          throw new NodecclRangeError(`rank ${this.rank}: scatter input has ${vin!.count} ` +
+            `elements but needs ${vout.count * this.size} (output ${vout.count} × ${this.size} ` +
+            'ranks)');
+        }
+      });
     }
     await this.run(fn, () => this.nativeComm.scatter(vin ? vin.data : null, vout.data,
       vout.count, DTYPE_CODES[vout.dtype], root, this.timeout(fn, options)));
@@ -609,6 +613,22 @@ export class Communicator {
       const err = fromNative(e);
       if ((err as { code?: string }).code !== 'ERR_NODECCL_INVALID_ARGUMENT') this.failed = true;
       throw err;
+    }
+  }
+
+  // Checks of arguments that only the root passes (a gather's output, a scatter's input): the
+  // other ranks cannot see them fail and would wait in the collective until their timeout.
+  // So a failed check also aborts the communicator, failing them at once with its message.
+  private rootOnly(fn: string, check: () => void): void {
+    try {
+      check();
+    } catch (e) {
+      if (this.size > 1 && !this.destroyed) {
+        const why = e instanceof Error ? e.message : String(e);
+        this.abort(`${fn}: the root's arguments were rejected (${why}); the other ranks ` +
+          'cannot check them, so the communicator is aborted');
+      }
+      throw e;
     }
   }
 

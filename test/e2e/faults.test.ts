@@ -111,6 +111,25 @@ describe('a SIGSTOPped peer in a group of four', () => {
   }, 70_000);
 });
 
+describe('a root whose own arguments are rejected', () => {
+  it('fails the other ranks at once, naming why, with their buffers unchanged', async () => {
+    const results = await runRanks('root-args.js', 3, { timeoutMs: 60_000 });
+    const outcome = results.map((r) => {
+      const l = lines(r).find((x) => 'code' in x);
+      if (!l) throw new Error(`rank ${r.rank}: no outcome\n${r.stdout}\n${r.stderr}`);
+      return l;
+    });
+    expect(outcome[0].code).toBe('ERR_NODECCL_INVALID_ARGUMENT');
+    expect(outcome[0].message).toMatch(/scatter input has 13 elements but needs 12/);
+    for (const o of outcome.slice(1)) {
+      expect(o.code).toBe('ERR_NODECCL_ABORTED');
+      expect(o.message).toMatch(/scatter: the root's arguments were rejected \(.*13 elements/);
+      expect(o.ms).toBeLessThan(10_000);  // the timeout is 20 s
+      expect(o.unchanged).toBe(true);
+    }
+  }, 70_000);
+});
+
 describe('abort()', () => {
   it('returns at once while the peers are wedged; the communicator stays unusable', async () => {
     const results = await runRanks('faults.js', 3, { env: { FAULT: 'abort' }, timeoutMs: 60_000 });
