@@ -191,6 +191,7 @@ export class Communicator {
               options: CollectiveOptions = {}): Promise<Communicator | null> {
     const fn = 'split';
     checkOptions(fn, options, ['timeoutMs']);
+    this.live(fn);
     const c = color === null ? -1 : color;
     if (typeof c !== 'number' || !Number.isInteger(c) || c < -1 || c > 0x7fffffff) {
       throw new NodecclRangeError(`rank ${this.rank}: split color ${describeValue(color)} must ` +
@@ -211,6 +212,7 @@ export class Communicator {
   async group(ranks: number[], options: CollectiveOptions = {}): Promise<Communicator | null> {
     const fn = 'group';
     checkOptions(fn, options, ['timeoutMs']);
+    this.live(fn);
     if (!Array.isArray(ranks) || ranks.length === 0) {
       throw new NodecclTypeError(`rank ${this.rank}: group ranks must be a non-empty array of ` +
         `ranks, got ${describeValue(ranks)}`);
@@ -663,18 +665,22 @@ export class Communicator {
   }
 
   private counts(fn: string, what: string, xs: unknown): void {
-    if (!Array.isArray(xs) || xs.length !== this.size ||
-        !xs.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
+    if (!Array.isArray(xs) || xs.length !== this.size) {
       throw new NodecclRangeError(`rank ${this.rank}: ${fn} ${what} must be an array of ` +
         `${this.size} non-negative integers (one per rank), got ${describeValue(xs)}`);
+    }
+    const bad = xs.findIndex((x) => typeof x !== 'number' || !Number.isInteger(x) || x < 0);
+    if (bad >= 0) {
+      throw new NodecclRangeError(`rank ${this.rank}: ${fn} ${what}[${bad}] is ` +
+        `${describeValue(xs[bad])}; every entry must be a non-negative integer element count`);
     }
   }
 
   private timeout(fn: string, options: CollectiveOptions): number {
     const t = options.timeoutMs ?? this.timeoutMs;
-    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) {
+    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0 || t > 1e12) {
       throw new NodecclRangeError(`rank ${this.rank}: ${fn} timeoutMs must be a positive ` +
-        `number of milliseconds, got ${describeValue(t)}`);
+        `number of milliseconds up to 1e12 (about 31 years), got ${describeValue(t)}`);
     }
     return t;
   }

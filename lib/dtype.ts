@@ -119,7 +119,12 @@ export function isReduceOp(value: unknown): value is ReduceOpName {
 
 /** Bytes per element of `dtype`. */
 export function dtypeSize(dtype: DType): number {
-  return DTYPE_SIZES[dtype];
+  const size = (DTYPE_SIZES as Record<string, number | undefined>)[dtype];
+  if (size === undefined) {
+    throw new NodecclTypeError(`dtypeSize: unknown dtype ${JSON.stringify(dtype)}; use one of ` +
+      `${Object.keys(DTYPE_SIZES).join(', ')}`);
+  }
+  return size;
 }
 
 /** True for the 16-bit float dtypes, which are stored as raw bits in a Uint16Array. */

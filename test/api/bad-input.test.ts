@@ -150,6 +150,17 @@ describe('Communicator methods', () => {
     expect(caught).toBeInstanceOf(NodecclError);
     expect((caught as NodecclError).code).toBe('ERR_NODECCL_DESTROYED');
     expect((caught as Error).message).toMatch(/allReduce called on a destroyed/);
+    // split() and group() name themselves, not the collective they would run.
+    await expect(c.split(0)).rejects.toThrow(/split called on a destroyed/);
+    await expect(c.group([0])).rejects.toThrow(/group called on a destroyed/);
+  });
+
+  it('names the bad entry of allToAll counts and bounds timeouts', async () => {
+    await rejects(() => comm.allToAll(new Float32Array(2), undefined,
+      { sendCounts: [-1].concat(new Array(comm.size - 1).fill(0)) }), NodecclRangeError,
+    /allToAll sendCounts\[0\] is -1; every entry must be a non-negative integer/);
+    await rejects(() => comm.allReduce(new Float32Array(1), { timeoutMs: 1e20 }),
+      NodecclRangeError, /rank 0: allReduce timeoutMs must be a positive number .* up to 1e12/);
   });
 });
 
