@@ -4,13 +4,17 @@
 // (core Executor), so operations run in call order and never block the JS thread. Completions
 // come back through one thread-safe function, which settles the Promise on the JS thread.
 //
-// Small collectives over shared memory take a shortcut: when the call picks its direct
-// algorithm (coll/direct.h: allReduce, allGather, reduceScatter, broadcast, barrier) and
-// nothing is queued, it posts its messages and spins for the peers' for at most fastSpin()
-// (1 ms) on the JS thread; if they were all there it returns an already resolved Promise
-// (microseconds instead of a thread hop there and back, ~100 us here), else the worker
-// finishes the same operation. Call order is kept because the shortcut is taken only with an
-// empty queue. Never over TCP or the hybrid shm+tcp transport (no non-blocking halves there).
+// Collectives over shared memory take a shortcut: when the call picks its direct algorithm
+// (coll/direct.h: allReduce, allGather, reduceScatter, broadcast, barrier), or its staged one
+// (coll/staged.h) for at most fastMaxBytes() (4 MiB), and nothing is queued, it starts the
+// operation and drives it for at most fastSpin() (1 ms) on the JS thread; if the peers were
+// all there it returns an already resolved Promise (microseconds instead of a thread hop there
+// and back, 10-300 us here, the most when the threads were asleep), else the worker finishes
+// the same operation. Call order is kept because the shortcut is taken only with an empty
+// queue. Never over TCP or the hybrid shm+tcp transport (no non-blocking halves there).
+// LIMITATION: a staged call taken this way does its copies and reduction on the JS thread
+// (about 60 us per MiB of all-reduce here), so other JS work waits that long; set
+// NODECCL_FAST_MAX_BYTES=0 to keep every call of more than the direct sizes on the worker.
 #include <chrono>
 #include <cstdlib>
 #include <exception>
@@ -25,6 +29,7 @@
 #include "async.h"
 #include "coll/collectives.h"
 #include "coll/direct.h"
+#include "coll/staged.h"
 #include "comm/communicator.h"
 #include "comm/executor.h"
 #include "modules.h"
@@ -50,6 +55,17 @@ std::chrono::microseconds fastSpin() {
     return std::chrono::microseconds(std::max(0L, std::min(us, 100000L)));
   }();
   return spin;
+}
+
+// The largest staged call (bytes per rank) that the shortcut runs on the JS thread:
+// NODECCL_FAST_MAX_BYTES, default 4 MiB (about a quarter of a millisecond of copying here).
+size_t fastMaxBytes() {
+  static const size_t max = [] {
+    const char* v = std::getenv("NODECCL_FAST_MAX_BYTES");
+    long long b = v != nullptr && *v != '\0' ? std::strtoll(v, nullptr, 10) : 4LL << 20;
+    return static_cast<size_t>(std::max(0LL, b));
+  }();
+  return max;
 }
 
 // One operation in flight: its Promise, the JS values it uses, and its outcome.
@@ -300,11 +316,17 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
            !comm_->mpi();  // NODECCL_BACKEND=mpi: always through MPI
   }
 
+  // Whether a call of `bytes` per rank (the larger of its input and output) that did not pick
+  // its direct algorithm takes the shortcut with its staged one.
+  bool fastStaged(size_t bytes) const {
+    return bytes <= fastMaxBytes() && nodeccl::usesStaged(*comm_);
+  }
+
   // The shortcut: `start()` checks the arguments and begins the direct operation; it is
   // finished here when the peers are there within fastSpin(), else by the worker.
   template <typename Start>
   Napi::Value tryFast(Napi::Env env, Start start, std::vector<Napi::Value> keep) {
-    std::shared_ptr<nodeccl::DirectExchange> job;
+    std::shared_ptr<nodeccl::SteppedOp> job;
     try {
       job = start();
       // Spin, yielding the core after the first 3 us so that a peer waiting for a core (more
@@ -340,6 +362,11 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
         return nodeccl::startAllReduceDirect(*comm_, data, count, dtype, op, timeout);
       }, {info[0]});
     }
+    if (fastPathOpen() && fastStaged(count * nodeccl::dtypeSize(dtype))) {
+      return tryFast(info.Env(), [&] {
+        return nodeccl::startAllReduceStaged(*comm_, data, count, dtype, op, timeout);
+      }, {info[0]});
+    }
     return enqueue(info.Env(), [=](Communicator& c) {
       nodeccl::allReduce(c, data, count, dtype, op, timeout);
     }, {info[0]});
@@ -354,6 +381,11 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     if (fastPathOpen() && nodeccl::broadcastUsesDirect(*comm_, count, dtype)) {
       return tryFast(info.Env(), [&] {
         return nodeccl::startBroadcastDirect(*comm_, data, count, dtype, root, timeout);
+      }, {info[0]});
+    }
+    if (fastPathOpen() && fastStaged(count * nodeccl::dtypeSize(dtype))) {
+      return tryFast(info.Env(), [&] {
+        return nodeccl::startBroadcastStaged(*comm_, data, count, dtype, root, timeout);
       }, {info[0]});
     }
     return enqueue(info.Env(), [=](Communicator& c) {
@@ -384,6 +416,12 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
         return nodeccl::startAllGatherDirect(*comm_, in, out, count, dtype, timeout);
       }, {info[0], info[1]});
     }
+    const size_t all = count * nodeccl::dtypeSize(dtype) * static_cast<size_t>(comm_->size());
+    if (fastPathOpen() && fastStaged(all)) {
+      return tryFast(info.Env(), [&] {
+        return nodeccl::startAllGatherStaged(*comm_, in, out, count, dtype, timeout);
+      }, {info[0], info[1]});
+    }
     return enqueue(info.Env(), [=](Communicator& c) {
       nodeccl::allGather(c, in, out, count, dtype, timeout);
     }, {info[0], info[1]});
@@ -400,6 +438,12 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     if (fastPathOpen() && nodeccl::reduceScatterUsesDirect(*comm_, count, dtype)) {
       return tryFast(info.Env(), [&] {
         return nodeccl::startReduceScatterDirect(*comm_, in, out, count, dtype, op, timeout);
+      }, {info[0], info[1]});
+    }
+    const size_t all = count * nodeccl::dtypeSize(dtype) * static_cast<size_t>(comm_->size());
+    if (fastPathOpen() && fastStaged(all)) {
+      return tryFast(info.Env(), [&] {
+        return nodeccl::startReduceScatterStaged(*comm_, in, out, count, dtype, op, timeout);
       }, {info[0], info[1]});
     }
     return enqueue(info.Env(), [=](Communicator& c) {

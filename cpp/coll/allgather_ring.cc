@@ -4,13 +4,15 @@
 // Cost, for n ranks and an output of S bytes (n blocks of S/n): n - 1 steps; each rank sends
 // and receives (n - 1)/n * S bytes. The public allGather runs the ring in scratch and copies
 // the result out at the end (one extra pass over S), so a failed call leaves `out` unchanged.
-// Small all-gathers take the direct exchange instead (allgather_direct.cc), chosen here.
+// Small all-gathers take the direct exchange instead (allgather_direct.cc), and larger ones over
+// shared memory the staged algorithm (allgather_staged.cc), both chosen here.
 #include <cstring>
 
 #include "backend/mpi/mpi_collectives.h"
 #include "coll/collectives.h"
 #include "coll/direct.h"
 #include "coll/ring.h"
+#include "coll/staged.h"
 #include "coll/validate.h"
 #include "common/log.h"
 
@@ -31,6 +33,18 @@ void ringAllGather(Communicator& comm, void* buf, const Segments& seg, size_t el
   }
 }
 
+// The ring runs in scratch, copied into `out` at the end: a failed call leaves `out` as it was.
+void allGatherRingCore(Communicator& comm, const void* in, void* out, size_t count,
+                       DataType dtype) {
+  const size_t elem = dtypeSize(dtype);
+  const Segments seg = Segments::blocks(count);
+  const size_t total = count * elem * static_cast<size_t>(comm.size());
+  unsigned char* work = scratchBytes(comm, total, kSlotOut);
+  if (count > 0) std::memcpy(work + seg.offset(comm.rank()) * elem, in, count * elem);
+  ringAllGather(comm, work, seg, elem);
+  if (total > 0) std::memcpy(out, work, total);
+}
+
 void allGather(Communicator& comm, const void* in, void* out, size_t count, DataType dtype,
                Millis timeout) {
   const char* kName = "allGather";
@@ -42,6 +56,9 @@ void allGather(Communicator& comm, const void* in, void* out, size_t count, Data
   if (!comm.mpi() && allGatherUsesDirect(comm, count, dtype)) {
     return startAllGatherDirect(comm, in, out, count, dtype, timeout)->finish();
   }
+  if (!comm.mpi() && usesStaged(comm)) {
+    return startAllGatherStaged(comm, in, out, count, dtype, timeout)->finish();
+  }
   comm.beginOp(OpKind::kAllGather, timeout, OpParams{int(dtype), -1, -1, count});
   if (comm.mpi()) return mpi::allGather(comm, in, out, count, dtype);
   comm.noteAlgorithm("allGather", "ring", count * elem * static_cast<size_t>(comm.size()));
@@ -51,13 +68,7 @@ void allGather(Communicator& comm, const void* in, void* out, size_t count, Data
   unsigned char emptyIn = 0, emptyOut = 0;
   in = orEmpty(in, emptyIn);
   out = orEmpty(out, emptyOut);
-  // The ring runs in scratch, copied into `out` at the end: a failed call leaves `out` as it was.
-  const Segments seg = Segments::blocks(count);
-  const size_t total = count * elem * static_cast<size_t>(comm.size());
-  unsigned char* work = scratchBytes(comm, total, kSlotOut);
-  if (count > 0) std::memcpy(work + seg.offset(comm.rank()) * elem, in, count * elem);
-  ringAllGather(comm, work, seg, elem);
-  if (total > 0) std::memcpy(out, work, total);
+  allGatherRingCore(comm, in, out, count, dtype);
 }
 
 }  // namespace nodeccl

@@ -26,7 +26,7 @@ constexpr size_t kDirectMaxBytes = 32 * 1024;
 bool allReduceUsesDirect(const Communicator& comm, size_t count, DataType dtype) {
   const std::string& algo = comm.options().algo;
   if (algo == "direct") return true;
-  if (algo == "ring" || algo == "hier") return false;
+  if (algo == "ring" || algo == "hier" || algo == "staged") return false;
   return count * dtypeSize(dtype) <= kDirectMaxBytes;
 }
 

@@ -4,8 +4,9 @@
 // Cost, for n ranks and S bytes per rank: 2(n - 1) steps; each rank sends and receives
 // 2(n - 1)/n * S bytes and reduces (n - 1)/n * S. float16/bfloat16 send their reduce-scatter
 // half as float32 partials: 3(n - 1)/n * S bytes in all. Bandwidth-optimal for large S; for
-// small S the 2(n - 1) latencies dominate (allreduce_direct.cc takes those). Each step moves
-// in chunks (ringReduceScatter), so reducing one chunk overlaps receiving the next.
+// small S the 2(n - 1) latencies dominate (allreduce_direct.cc takes those), and over shared
+// memory allreduce_staged.cc moves fewer bytes. Each step moves in chunks (ringReduceScatter),
+// so reducing one chunk overlaps receiving the next.
 //
 // The result is gathered in a scratch buffer and copied into the user's buffer at the very end,
 // so a call that fails midway leaves the user's data as it was. The price is one memcpy of S:
@@ -18,6 +19,7 @@
 #include "coll/collectives.h"
 #include "coll/direct.h"
 #include "coll/ring.h"
+#include "coll/staged.h"
 #include "coll/validate.h"
 #include "common/log.h"
 #include "reduce/reduce.h"
@@ -80,6 +82,9 @@ void allReduce(Communicator& comm, void* data, size_t count, DataType dtype, Red
   if (allReduceUsesHier(comm)) return allReduceAcrossHosts(comm, data, count, dtype, op, timeout);
   if (allReduceUsesDirect(comm, count, dtype)) {
     return startAllReduceDirect(comm, data, count, dtype, op, timeout)->finish();
+  }
+  if (usesStaged(comm)) {
+    return startAllReduceStaged(comm, data, count, dtype, op, timeout)->finish();
   }
   comm.beginOp(OpKind::kAllReduce, timeout, OpParams{int(dtype), int(op), -1, count});
   comm.noteAlgorithm("allReduce", "ring", count * dtypeSize(dtype));

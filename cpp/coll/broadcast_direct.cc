@@ -25,22 +25,16 @@ constexpr size_t kDirectMaxRootBytes = 64 * 1024;
 bool broadcastUsesDirect(const Communicator& comm, size_t count, DataType dtype) {
   const std::string& algo = comm.options().algo;
   if (algo == "direct") return true;
-  if (algo == "chain" || algo == "tree" || algo == "ring") return false;
+  if (algo == "chain" || algo == "tree" || algo == "ring" || algo == "staged") {
+    return false;
+  }
   return count * dtypeSize(dtype) * static_cast<size_t>(comm.size() - 1) <= kDirectMaxRootBytes;
 }
 
 std::unique_ptr<DirectExchange> startBroadcastDirect(Communicator& comm, void* data,
                                                      size_t count, DataType dtype, int root,
                                                      Millis timeout) {
-  const char* kName = "broadcast";
-  checkDtype(comm, kName, dtype);
-  checkRoot(comm, kName, root);
-  const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
-  checkBuffer(comm, kName, "data", data, count);
-  comm.beginOp(OpKind::kBroadcast, timeout, OpParams{int(dtype), -1, root, count});
-  comm.noteAlgorithm("broadcast", "direct", bytes);
-  NODECCL_TRACE("coll", comm.rank(), comm.size(), "broadcast direct count=", count, " ",
-                dtypeName(dtype), " root=", root);
+  const size_t bytes = beginBroadcast(comm, data, count, dtype, root, timeout, "direct");
 
   auto ex = std::make_unique<DirectExchange>(comm);
   if (comm.rank() != root) {

@@ -17,6 +17,7 @@
 #include "coll/collectives.h"
 #include "coll/direct.h"
 #include "coll/ring.h"
+#include "coll/staged.h"
 #include "coll/validate.h"
 #include "common/log.h"
 
@@ -70,6 +71,9 @@ void broadcast(Communicator& comm, void* data, size_t count, DataType dtype, int
   checkBuffer(comm, kName, "data", data, count);
   if (!comm.mpi() && broadcastUsesDirect(comm, count, dtype)) {
     return startBroadcastDirect(comm, data, count, dtype, root, timeout)->finish();
+  }
+  if (!comm.mpi() && usesStaged(comm)) {
+    return startBroadcastStaged(comm, data, count, dtype, root, timeout)->finish();
   }
   comm.beginOp(OpKind::kBroadcast, timeout, OpParams{int(dtype), -1, root, count});
   if (comm.mpi()) return mpi::broadcast(comm, data, count, dtype, root);

@@ -20,7 +20,16 @@
 
 namespace nodeccl {
 
-class DirectExchange {
+// An operation that can be driven without blocking (tryFinish: true once done; false means
+// "not yet", nothing lost) or to completion (finish), as the binding's fast path does.
+class SteppedOp {
+ public:
+  virtual ~SteppedOp() = default;
+  virtual bool tryFinish() = 0;
+  virtual void finish() = 0;
+};
+
+class DirectExchange : public SteppedOp {
  public:
   // `comm`'s operation must have begun (beginOp). Messages are added before the first move.
   explicit DirectExchange(Communicator& comm);
@@ -36,10 +45,10 @@ class DirectExchange {
 
   // Moves every message that can move now without waiting; true once the whole operation is
   // done. Only over the shared-memory transport (else returns false and does nothing).
-  bool tryFinish();
+  bool tryFinish() override;
 
   // Completes the operation, blocking as needed (any transport). A no-op once done.
-  void finish();
+  void finish() override;
 
  private:
   struct Message {

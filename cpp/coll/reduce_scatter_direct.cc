@@ -29,7 +29,7 @@ constexpr size_t kDirectMaxBytes = 256 * 1024;
 bool reduceScatterUsesDirect(const Communicator& comm, size_t count, DataType dtype) {
   const std::string& algo = comm.options().algo;
   if (algo == "direct") return true;
-  if (algo == "ring") return false;
+  if (algo == "ring" || algo == "staged") return false;
   return count * dtypeSize(dtype) * static_cast<size_t>(comm.size()) <= kDirectMaxBytes;
 }
 

@@ -17,6 +17,7 @@
 #include "coll/collectives.h"
 #include "coll/direct.h"
 #include "coll/ring.h"
+#include "coll/staged.h"
 #include "coll/validate.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -87,6 +88,13 @@ void reduceScatterHalf(Communicator& comm, const void* in, void* out, size_t cou
 
 }  // namespace
 
+void reduceScatterRingCore(Communicator& comm, const void* in, void* out, size_t count,
+                           DataType dtype, ReduceOp op) {
+  if (isHalfType(dtype)) return reduceScatterHalf(comm, in, out, count, dtype, op);
+  ringReduceScatter(comm, in, out, Segments::blocks(count), dtype, op);
+  if (op == ReduceOp::kAvg) divideInPlace(out, count, dtype, comm.size());
+}
+
 void reduceScatter(Communicator& comm, const void* in, void* out, size_t count, DataType dtype,
                    ReduceOp op, Millis timeout) {
   const char* kName = "reduceScatter";
@@ -99,6 +107,9 @@ void reduceScatter(Communicator& comm, const void* in, void* out, size_t count, 
   if (!comm.mpi() && reduceScatterUsesDirect(comm, count, dtype)) {
     return startReduceScatterDirect(comm, in, out, count, dtype, op, timeout)->finish();
   }
+  if (!comm.mpi() && usesStaged(comm)) {
+    return startReduceScatterStaged(comm, in, out, count, dtype, op, timeout)->finish();
+  }
   comm.beginOp(OpKind::kReduceScatter, timeout, OpParams{int(dtype), int(op), -1, count});
   if (comm.mpi()) return mpi::reduceScatter(comm, in, out, count, dtype, op);
   comm.noteAlgorithm("reduceScatter", "ring",
@@ -109,9 +120,7 @@ void reduceScatter(Communicator& comm, const void* in, void* out, size_t count, 
   unsigned char emptyIn = 0, emptyOut = 0;
   in = orEmpty(in, emptyIn);
   out = orEmpty(out, emptyOut);
-  if (isHalfType(dtype)) return reduceScatterHalf(comm, in, out, count, dtype, op);
-  ringReduceScatter(comm, in, out, Segments::blocks(count), dtype, op);
-  if (op == ReduceOp::kAvg) divideInPlace(out, count, dtype, comm.size());
+  reduceScatterRingCore(comm, in, out, count, dtype, op);
 }
 
 }  // namespace nodeccl

@@ -67,6 +67,10 @@ void broadcastChain(Communicator& comm, void* data, size_t bytes, int root);
 // as its collective does (reduceTree: on the root only).
 void allReduceRingCore(Communicator& comm, void* data, size_t count, DataType dtype,
                        ReduceOp op);
+void reduceScatterRingCore(Communicator& comm, const void* in, void* out, size_t count,
+                           DataType dtype, ReduceOp op);
+void allGatherRingCore(Communicator& comm, const void* in, void* out, size_t count,
+                       DataType dtype);
 void reduceTree(Communicator& comm, void* data, size_t count, DataType dtype, ReduceOp op,
                 int root);
 void broadcastTree(Communicator& comm, void* data, size_t bytes, int root);

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "common/error.h"
+#include "common/log.h"
 
 namespace nodeccl {
 namespace {
@@ -67,6 +68,20 @@ void checkPeer(const Communicator& comm, const char* coll, int peer) {
   if (peer >= 0 && peer < comm.size()) return;
   invalid(comm, strcat(coll, " peer ", peer, " is out of range for a world of ", comm.size(),
                        " ranks; pass a peer in 0..", comm.size() - 1));
+}
+
+size_t beginBroadcast(Communicator& comm, void* data, size_t count, DataType dtype, int root,
+                      Millis timeout, const char* algo) {
+  const char* kName = "broadcast";
+  checkDtype(comm, kName, dtype);
+  checkRoot(comm, kName, root);
+  const size_t bytes = checkedBytes(comm, kName, count, dtypeSize(dtype));
+  checkBuffer(comm, kName, "data", data, count);
+  comm.beginOp(OpKind::kBroadcast, timeout, OpParams{int(dtype), -1, root, count});
+  comm.noteAlgorithm("broadcast", algo, bytes);
+  NODECCL_TRACE("coll", comm.rank(), comm.size(), "broadcast ", algo, " count=", count, " ",
+                dtypeName(dtype), " root=", root);
+  return bytes;
 }
 
 }  // namespace nodeccl

@@ -28,6 +28,11 @@ void checkBuffer(const Communicator& comm, const char* coll, const char* arg, co
 void checkRoot(const Communicator& comm, const char* coll, int root);
 void checkPeer(const Communicator& comm, const char* coll, int peer);
 
+// The start of a broadcast whatever its algorithm: checks the arguments, begins the
+// operation, records `algo` (and traces the call); returns the bytes to broadcast.
+size_t beginBroadcast(Communicator& comm, void* data, size_t count, DataType dtype, int root,
+                      Millis timeout, const char* algo);
+
 // A buffer of 0 elements may be null, but empty messages still travel (as headers) and the
 // transport wants an address for them: substitute `empty`, a byte of the caller's.
 inline void* orEmpty(void* data, unsigned char& empty) { return data ? data : &empty; }

@@ -90,7 +90,7 @@ std::string hostId() {
   return strcat(name, "/", boot, "/", n > 0 ? ns : "net:?");
 }
 
-const char* const kAlgos[] = {"auto", "ring", "direct", "chain", "tree", "hier"};
+const char* const kAlgos[] = {"auto", "ring", "direct", "chain", "tree", "hier", "staged"};
 
 }  // namespace
 
@@ -170,9 +170,10 @@ static void validate(const CommOptions& o) {
   bool known = false;
   for (const char* a : kAlgos) known = known || o.algo == a;
   if (!known) {
-    bad(strcat("rank ", o.rank, ": unknown algorithm '", o.algo, "'; use auto, ring, direct "
-               "or hier (allReduce), chain, tree or direct (broadcast), ring or direct "
-               "(allGather, reduceScatter), direct (barrier) (check NODECCL_ALGO)"));
+    bad(strcat("rank ", o.rank, ": unknown algorithm '", o.algo, "'; use auto, ring, direct, "
+               "staged or hier (allReduce), chain, tree, direct or staged (broadcast), ring, "
+               "direct or staged (allGather, reduceScatter), direct (barrier) (check "
+               "NODECCL_ALGO)"));
   }
   if (o.prefix.empty()) bad(strcat("rank ", o.rank, ": the store prefix must not be empty"));
   if (o.initTimeout <= Millis(0) || o.timeout <= Millis(0)) {
@@ -836,6 +837,18 @@ void Communicator::sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int r
     }
     throw;
   }
+}
+
+bool Communicator::tracing() const {
+  if (parent_ != nullptr) return parent_->tracing();
+  return impl_ && impl_->timeline && impl_->timeline->track() != nullptr;
+}
+
+void Communicator::tracePhase(const char* name, std::chrono::steady_clock::time_point start,
+                              std::chrono::steady_clock::time_point end,
+                              const std::string& args) {
+  if (parent_ != nullptr) return parent_->tracePhase(name, start, end, args);
+  if (impl_ && impl_->timeline) impl_->timeline->phase(name, start, end, args);
 }
 
 void* Communicator::scratch(size_t bytes, int slot) {

@@ -38,8 +38,9 @@ struct CommOptions {
   // Job token every peer connection must prove (common/auth.h); "" for none.
   std::string token = auth::tokenFromEnv();
   // NODECCL_ALGO: "auto" picks per call by size and world size; an algorithm name forces it
-  // for the collectives that have it: allReduce ring|direct|hier, broadcast chain|tree|direct,
-  // allGather and reduceScatter ring|direct, barrier direct (any other name: dissemination).
+  // for the collectives that have it: allReduce ring|direct|staged|hier, broadcast
+  // chain|tree|direct|staged, allGather and reduceScatter ring|direct|staged, barrier direct
+  // (any other name: dissemination).
   std::string algo = "auto";
   // "native" (the transports above) or "mpi": the collectives run through MPI
   // (backend/mpi/; init() resolves NODECCL_BACKEND). The rendezvous is the same for both.
@@ -112,6 +113,12 @@ class Communicator {
                 size_t rbytes);
   void send(int peer, const void* buf, size_t bytes) { sendRecv(peer, buf, bytes, -1, nullptr, 0); }
   void recv(int peer, void* buf, size_t bytes) { sendRecv(-1, nullptr, 0, peer, buf, bytes); }
+
+  // NODECCL_TRACE: whether this communicator writes a timeline, and a step of the current
+  // operation that is not a sendRecv (staged phases); `args` is a JSON object body or "".
+  bool tracing() const;
+  void tracePhase(const char* name, std::chrono::steady_clock::time_point start,
+                  std::chrono::steady_clock::time_point end, const std::string& args);
 
   // A reusable scratch buffer of at least `bytes` (grown on demand, kept between operations).
   // Valid until the next call with a larger size.

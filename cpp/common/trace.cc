@@ -195,6 +195,15 @@ void CommTimeline::step(Clock::time_point start, Clock::time_point end, int send
   last_ = end;
 }
 
+void CommTimeline::phase(const char* name, Clock::time_point start, Clock::time_point end,
+                         const std::string& args) {
+  if (!track_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string all = strcat("\"op\":\"", jsonEscape(name_), "\"", args.empty() ? "" : ",", args);
+  track_->complete(name, "step", start, end, all);
+  last_ = end;
+}
+
 void CommTimeline::finish() {
   if (!track_) return;
   std::lock_guard<std::mutex> lock(mu_);

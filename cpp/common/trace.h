@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Timeline traces: NODECCL_TRACE=/path/prefix makes every rank write prefix.<rank>.<pid>.json,
 // a Chrome/Perfetto trace (the JSON "trace event format", "X" complete events, microseconds),
-// showing each collective, each of its sendRecv steps (peers and bytes) and the time a step
-// spent waiting for its peers. Open it at https://ui.perfetto.dev or chrome://tracing.
+// showing each collective, each of its sendRecv steps (peers and bytes) or staged phases, and
+// the time a step spent waiting for its peers. Open it at https://ui.perfetto.dev or chrome://tracing.
 // Events are appended as they happen, so a process that crashes leaves a loadable trace.
 // When NODECCL_TRACE is unset, every hook costs one load of a static flag.
 #pragma once
@@ -66,6 +66,10 @@ class CommTimeline {
   void beginOp(const std::string& name, const std::string& args);
   void step(Clock::time_point start, Clock::time_point end, int sendPeer, size_t sendBytes,
             int recvPeer, size_t recvBytes);
+  // A step of an algorithm that is not a sendRecv (a staged collective's copy, reduction or
+  // flag exchange, coll/staged.h), with JSON `args` ("" or "\"bytes\":4096").
+  void phase(const char* name, Clock::time_point start, Clock::time_point end,
+             const std::string& args);
   // Closes the open operation and writes the file.
   void finish();
 

@@ -154,6 +154,30 @@ NODECCL_TEST(coll_allreduce_every_size_count_dtype_op) {
   }
 }
 
+NODECCL_TEST(coll_allreduce_staged_and_ring_forced) {
+  for (const char* algo : {"staged", "ring"}) {
+    CommOptions o = testOptions();
+    o.algo = algo;
+    for (int n : kWorldSizes) {
+      runWorld(n, [&](Communicator& comm) {
+        for (DataType t : kAllTypes) {
+          for (ReduceOp op : kAllOps) {
+            for (size_t count : {size_t(0), size_t(1), size_t(7), size_t(13), size_t(4099)}) {
+              Bytes data = makeInput(comm.rank(), count, t, op);
+              allReduce(comm, data.data(), count, t, op);
+              if (!expectBytes(data, expectedReduction(n, count, t, op), t,
+                               describe("allReduce", comm, count, t,
+                                        strcat(algo, " ", reduceOpName(op)).c_str()))) {
+                return;
+              }
+            }
+          }
+        }
+      }, o);
+    }
+  }
+}
+
 NODECCL_TEST(coll_allreduce_large_float32_sum) {
   // 2^20 elements (4 MiB): 2^20 mod 3 = 1, so with 3 ranks the segments are uneven.
   const size_t count = size_t(1) << 20;
@@ -253,7 +277,7 @@ NODECCL_TEST(coll_broadcast_every_root) {
 }
 
 NODECCL_TEST(coll_broadcast_every_root_each_algorithm_forced) {
-  for (const char* algo : {"direct", "tree", "chain"}) {
+  for (const char* algo : {"direct", "tree", "chain", "staged"}) {
     CommOptions o = testOptions();
     o.algo = algo;
     broadcastSweep(o, {1, 2, 3, 4, 5, 8});
@@ -372,7 +396,7 @@ NODECCL_TEST(coll_allgather_every_size_and_count) {
 }
 
 NODECCL_TEST(coll_allgather_direct_and_ring_forced) {
-  for (const char* algo : {"direct", "ring"}) {
+  for (const char* algo : {"direct", "ring", "staged"}) {
     CommOptions o = testOptions();
     o.algo = algo;
     allGatherSweep(o, {1, 2, 3, 4, 5, 8});
@@ -384,7 +408,7 @@ NODECCL_TEST(coll_reduce_scatter_every_size_count_dtype_op) {
 }
 
 NODECCL_TEST(coll_reduce_scatter_direct_and_ring_forced) {
-  for (const char* algo : {"direct", "ring"}) {
+  for (const char* algo : {"direct", "ring", "staged"}) {
     CommOptions o = testOptions();
     o.algo = algo;
     reduceScatterSweep(o, {1, 2, 3, 4, 5, 8});
@@ -512,7 +536,7 @@ NODECCL_TEST(coll_mismatched_counts_fail_on_every_rank) {
 // passes a different count, so ranks 0 and 1 fail after receiving each other's (correct)
 // blocks, which must not reach their outputs.
 NODECCL_TEST(coll_failed_small_calls_leave_outputs_unchanged) {
-  for (const char* algo : {"direct", "ring", "tree"}) {
+  for (const char* algo : {"direct", "ring", "tree", "staged"}) {
     CommOptions o = testOptions(Millis(3000));
     o.algo = algo;
     runWorld(3, [&](Communicator& comm) {
@@ -804,6 +828,100 @@ NODECCL_TEST(coll_direct_tryfinish_is_off_without_shared_memory) {
     EXPECT_EQ(x[0], 2.0f);
     EXPECT_EQ(x[2], 1.0f);
   }, o);
+}
+
+// ---- staged algorithms: back-to-back calls, and the fall back to the ring -----------------
+
+// Staged calls alternate the halves of every window: a rank that races ahead into the next
+// call (or the one after) must never overwrite what a slower peer still reads. Sizes, roots
+// and collectives change every call, and one rank sleeps now and then.
+NODECCL_TEST(coll_staged_back_to_back_mixed_calls) {
+  CommOptions o = testOptions();
+  o.algo = "staged";
+  for (int n : {2, 3, 4}) {
+    runWorld(n, [&](Communicator& comm) {
+      const int r = comm.rank();
+      for (int k = 0; k < 40; ++k) {
+        if (r == k % n && k % 3 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        const size_t count = 1000 + size_t(k) * 977 % 20000;
+        const std::string tag = strcat("call ", k, " count ", count);
+        switch (k % 4) {
+          case 0: {
+            Bytes data = makeInput(r + k, count, DataType::kFloat32, ReduceOp::kSum);
+            allReduce(comm, data.data(), count, DataType::kFloat32, ReduceOp::kSum);
+            Bytes want(count * 4);
+            for (size_t i = 0; i < count; ++i) {
+              double v = 0;
+              for (int q = 0; q < n; ++q) v += double(inputValue(q + k, i, DataType::kFloat32,
+                                                                 ReduceOp::kSum));
+              storeF(want, i, DataType::kFloat32, v);
+            }
+            if (!expectBytes(data, want, DataType::kFloat32, "allReduce " + tag)) return;
+            break;
+          }
+          case 1: {
+            const int root = k % n;
+            Bytes data = makeInput(r == root ? k : 1000 + r, count, DataType::kInt32,
+                                   ReduceOp::kSum);
+            broadcast(comm, data.data(), count, DataType::kInt32, root);
+            if (!expectBytes(data, makeInput(k, count, DataType::kInt32, ReduceOp::kSum),
+                             DataType::kInt32, "broadcast " + tag)) {
+              return;
+            }
+            break;
+          }
+          case 2: {
+            Bytes in = makeInput(r * 7 + k, count, DataType::kUint8, ReduceOp::kSum);
+            Bytes out(count * size_t(n), 0);
+            allGather(comm, in.data(), out.data(), count, DataType::kUint8);
+            Bytes want;
+            for (int q = 0; q < n; ++q) {
+              Bytes b = makeInput(q * 7 + k, count, DataType::kUint8, ReduceOp::kSum);
+              want.insert(want.end(), b.begin(), b.end());
+            }
+            if (!expectBytes(out, want, DataType::kUint8, "allGather " + tag)) return;
+            break;
+          }
+          default: {
+            Bytes in = makeInput(r, count * size_t(n), DataType::kFloat64, ReduceOp::kMax);
+            Bytes out(count * 8);
+            reduceScatter(comm, in.data(), out.data(), count, DataType::kFloat64,
+                          ReduceOp::kMax);
+            Bytes all = expectedReduction(n, count * size_t(n), DataType::kFloat64,
+                                          ReduceOp::kMax);
+            Bytes want(all.begin() + long(r * count * 8), all.begin() + long((r + 1) * count * 8));
+            if (!expectBytes(out, want, DataType::kFloat64, "reduceScatter " + tag)) return;
+          }
+        }
+      }
+    }, o);
+  }
+}
+
+// With windows too small for a call (NODECCL_SHM_WINDOW_MB), every rank takes the ring in the
+// same call and the results stay right; for a broadcast only the root's window is too small,
+// and the others, whose windows would do, follow it.
+NODECCL_TEST(coll_staged_falls_back_when_a_window_is_too_small) {
+  ::setenv("NODECCL_SHM_WINDOW_MB", "4", 1);  // halves of 2 MiB
+  CommOptions o = testOptions();
+  o.algo = "staged";
+  const size_t count = size_t(1) << 20;  // 4 MiB of float32: more than half a window
+  runWorld(3, [&](Communicator& comm) {
+    Bytes data = makeInput(comm.rank(), count, DataType::kFloat32, ReduceOp::kSum);
+    allReduce(comm, data.data(), count, DataType::kFloat32, ReduceOp::kSum);
+    expectBytes(data, expectedReduction(3, count, DataType::kFloat32, ReduceOp::kSum),
+                DataType::kFloat32, "allReduce falling back");
+    Bytes b = makeInput(comm.rank() == 1 ? 1 : 50, count, DataType::kFloat32, ReduceOp::kSum);
+    broadcast(comm, b.data(), count, DataType::kFloat32, 1);
+    expectBytes(b, makeInput(1, count, DataType::kFloat32, ReduceOp::kSum), DataType::kFloat32,
+                "broadcast falling back");
+    // A call that fits still takes the staged path afterwards.
+    Bytes small = makeInput(comm.rank(), 4096, DataType::kFloat32, ReduceOp::kSum);
+    allReduce(comm, small.data(), 4096, DataType::kFloat32, ReduceOp::kSum);
+    expectBytes(small, expectedReduction(3, 4096, DataType::kFloat32, ReduceOp::kSum),
+                DataType::kFloat32, "allReduce after a fall back");
+  }, o);
+  ::unsetenv("NODECCL_SHM_WINDOW_MB");
 }
 
 // ---- jobs over several hosts (hybrid transport, hierarchical all-reduce) ------------------

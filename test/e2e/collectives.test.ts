@@ -27,7 +27,7 @@ describe('collectives across processes, per transport and algorithm', () => {
   // The runs above already take shared memory (the default on one host) with auto choices.
   const cases: Array<[string, string, number]> = [
     ['tcp', 'auto', 2], ['shm', 'ring', 3], ['shm', 'direct', 3], ['tcp', 'direct', 2],
-    ['shm', 'chain', 3],
+    ['shm', 'chain', 3], ['shm', 'staged', 3], ['shm', 'staged', 2],
   ];
   for (const [transport, algo, n] of cases) {
     it(`NODECCL_TRANSPORT=${transport} NODECCL_ALGO=${algo}, ${n} ranks`, async () => {

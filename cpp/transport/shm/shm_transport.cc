@@ -10,12 +10,14 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -54,6 +56,10 @@ constexpr auto kSpinFor = std::chrono::microseconds(20);
 constexpr auto kYieldFor = std::chrono::microseconds(200);
 // Futex sleeps last at most this long; between them the peers' liveness is checked.
 constexpr long kSliceNs = 5 * 1000 * 1000;
+
+// A window reserves this much address space per rank, or half of /dev/shm when that is
+// smaller (the file is sparse: only what staged calls back with fallocate uses memory).
+constexpr size_t kWindowMaxBytes = size_t(8) << 30;
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared atomics must be lock-free");
 static_assert(kHeaderBytes <= ShmTransport::kSlotBytes, "header slot too small");
@@ -146,6 +152,9 @@ std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Mill
     ownName_.clear();
   }
   store.set(key("shmseg", rank_), why.empty() ? ownName_ : "!" + why);
+  // The window is optional: without one, staged collectives use their ring algorithms.
+  std::string winWhy = why.empty() ? createWindow() : "no segment";
+  store.set(key("shmwin", rank_), winWhy.empty() ? ownWinName_ : "!" + winWhy);
 
   // 2. Map every other rank's segment.
   std::vector<std::string> keys;
@@ -166,22 +175,36 @@ std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Mill
     }
     if (!why.empty()) why = strcat("cannot map rank ", r, "'s segment: ", why);
   }
+  for (int r : members_) {
+    if (!why.empty() || !winWhy.empty()) break;
+    std::string name = store.get(key("shmwin", r), timeout);
+    winWhy = r == rank_ ? "" : mapWindow(r, name);
+  }
 
   // 3. Once every rank has tried, nobody needs the names any more: unlink this rank's.
-  store.set(key("shmmapped", rank_), why.empty() ? "ok" : "!" + why);
+  // "ok" means segments and windows are mapped, "ok;..." segments only (windows unused).
+  const std::string mine = !why.empty() ? "!" + why : winWhy.empty() ? "ok" : "ok;" + winWhy;
+  store.set(key("shmmapped", rank_), mine);
   keys.clear();
   for (int r : members_) keys.push_back(key("shmmapped", r));
   store.wait(keys, timeout);
   if (!ownName_.empty()) ::shm_unlink(ownName_.c_str());
   ownName_.clear();
+  if (!ownWinName_.empty()) ::shm_unlink(ownWinName_.c_str());
+  ownWinName_.clear();
   *anyFailed = false;
+  windowsOk_ = true;
   std::string firstWhy = why;
   for (int i = 0; i < n; ++i) {
     const int r = members_[i];
-    std::string v = r == rank_ ? (why.empty() ? "ok" : "!" + why) : store.get(keys[i], timeout);
-    if (v != "ok") {
+    std::string v = r == rank_ ? mine : store.get(keys[i], timeout);
+    if (v.compare(0, 2, "ok") != 0) {
       *anyFailed = true;
       if (firstWhy.empty()) firstWhy = strcat("rank ", r, ": ", v.substr(1));
+    } else if (v != "ok" && windowsOk_) {
+      windowsOk_ = false;
+      NODECCL_INFO("shm", rank_, size_, "no shared windows (rank ", r, ": ", v.substr(3),
+                   "); staged collectives use their ring algorithms");
     }
   }
   if (*anyFailed) {
@@ -189,6 +212,85 @@ std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Mill
     unmapAll();
   }
   return firstWhy;
+}
+
+// ---- windows ------------------------------------------------------------------------------
+
+// Creates, sizes (sparse) and maps this rank's window; "" on success, else why not.
+std::string ShmTransport::createWindow() {
+  struct statvfs fs {};
+  size_t bytes = kWindowMaxBytes;
+  if (::statvfs("/dev/shm", &fs) == 0) {
+    bytes = std::min(bytes, size_t(fs.f_blocks) * size_t(fs.f_frsize) / 2);
+  }
+  if (const char* mb = std::getenv("NODECCL_SHM_WINDOW_MB"); mb != nullptr && *mb != '\0') {
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(mb, &end, 10);
+    if (*end != '\0') return strcat("NODECCL_SHM_WINDOW_MB='", mb, "' is not a whole number");
+    bytes = std::min(bytes, size_t(v) << 20);
+    NODECCL_INFO("shm", rank_, size_, "NODECCL_SHM_WINDOW_MB=", mb);
+  }
+  bytes = bytes / (size_t(4) << 20) * (size_t(4) << 20);  // halves stay 2 MiB aligned
+  if (bytes == 0) return "/dev/shm is too small for a window";
+  std::string name = randomName(rank_) + "-w";
+  int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) return strcat("shm_open(", name, ") failed: ", std::strerror(errno));
+  void* p = ::ftruncate(fd, static_cast<off_t>(bytes)) == 0
+                ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                : MAP_FAILED;
+  if (p == MAP_FAILED) {
+    std::string why = strcat("window of ", bytes, " bytes: ", std::strerror(errno));
+    ::close(fd);
+    ::shm_unlink(name.c_str());
+    return why;
+  }
+  winFd_ = fd;
+  winBytes_ = bytes;
+  winBase_.assign(static_cast<size_t>(size_), nullptr);
+  winBase_[static_cast<size_t>(rank_)] = static_cast<unsigned char*>(p);
+  ownWinName_ = name;
+  return "";
+}
+
+// Maps `peer`'s window, published as `name` ("!why" when it has none); "" on success.
+std::string ShmTransport::mapWindow(int peer, const std::string& name) {
+  if (!name.empty() && name[0] == '!') return strcat("rank ", peer, " has none: ", name.substr(1));
+  int fd = ::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) return strcat("shm_open(", name, ") failed: ", std::strerror(errno));
+  struct stat st {};
+  std::string why;
+  void* p = MAP_FAILED;
+  if (::fstat(fd, &st) != 0 || size_t(st.st_size) != winBytes_) {
+    why = strcat("rank ", peer, "'s window has ", st.st_size, " bytes, this rank's ", winBytes_);
+  } else {
+    p = ::mmap(nullptr, winBytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) why = strcat("mmap of rank ", peer, "'s window: ", std::strerror(errno));
+  }
+  ::close(fd);
+  if (p != MAP_FAILED) winBase_[static_cast<size_t>(peer)] = static_cast<unsigned char*>(p);
+  return why;
+}
+
+bool ShmTransport::backWindow(int half, size_t bytes, std::string* why) {
+  NODECCL_CHECK(windowsOk_ && (half == 0 || half == 1));
+  if (bytes <= winBacked_[half]) return true;
+  if (bytes > windowHalfBytes()) {
+    *why = strcat("a staged call needs ", bytes, " bytes of window, more than the ",
+                  windowHalfBytes(), " of half a window (a window is half of /dev/shm, at "
+                  "most ", kWindowMaxBytes >> 30, " GiB, or NODECCL_SHM_WINDOW_MB)");
+    return false;
+  }
+  // Grow in steps of at least 2 MiB, so that a sweep of sizes does not call fallocate often.
+  size_t want = std::min(windowHalfBytes(), std::max(bytes, winBacked_[half] + (size_t(2) << 20)));
+  off_t at = static_cast<off_t>(size_t(half) * windowHalfBytes() + winBacked_[half]);
+  int rc = ::fallocate(winFd_, 0, at, static_cast<off_t>(want - winBacked_[half]));
+  if (rc != 0) {
+    *why = strcat("fallocate of ", want, " bytes of shared window failed: ",
+                  std::strerror(errno), " (is /dev/shm full?)");
+    return false;
+  }
+  winBacked_[half] = want;
+  return true;
 }
 
 // ---- rings --------------------------------------------------------------------------------
@@ -483,6 +585,15 @@ void ShmTransport::unmapAll() {
   }
   if (!ownName_.empty()) ::shm_unlink(ownName_.c_str());
   ownName_.clear();
+  for (auto& w : winBase_) {
+    if (w != nullptr) ::munmap(w, winBytes_);
+    w = nullptr;
+  }
+  if (!ownWinName_.empty()) ::shm_unlink(ownWinName_.c_str());
+  ownWinName_.clear();
+  if (winFd_ >= 0) ::close(winFd_);
+  winFd_ = -1;
+  windowsOk_ = false;
 }
 
 void ShmTransport::close() {

@@ -14,6 +14,12 @@
 // Segments are unlinked as soon as every rank has mapped them (see ShmTransport::setup), so
 // nothing is left in /dev/shm once the communicator is up, even if a process is killed.
 //
+// Windows: besides its segment every rank owns a second, large and sparse shm file, its window,
+// that every rank maps too. Collectives that stage data for their peers to read in place
+// (coll/*_staged.cc) write only into their own window and read the others'. Pages are backed
+// on demand by the owner (fallocate, so a full /dev/shm is an error, never a SIGBUS), and each
+// window is cut into two halves used by alternate staged calls (see windowHalf).
+//
 // In a job that spans hosts the transport joins only the ranks of one host (`members`); the
 // hybrid transport (transport/hybrid/) sends to the other hosts' ranks over TCP.
 #pragma once
@@ -68,6 +74,23 @@ class ShmTransport : public Transport {
 
   void sendRecv(int sendPeer, const void* sbuf, size_t sbytes, int recvPeer, void* rbuf,
                 size_t rbytes, const OpInfo& op) override;
+
+  // ---- windows (see the file comment) ----
+  // True when every rank of this transport has a window mapped by all (the same on all ranks).
+  bool windowsUsable() const { return windowsOk_; }
+  // Bytes in one half of a window: the most one staged call may place in a rank's window.
+  size_t windowHalfBytes() const { return winBytes_ / 2; }
+  // Starts a staged call and returns the half of every window it uses (0 or 1): the calls
+  // alternate, so a call's writes never meet a peer still reading the previous call's half.
+  // Every rank must start the same staged calls in the same order (as it calls collectives).
+  int nextWindowHalf() { return static_cast<int>(windowCalls_++ & 1); }
+  // Half `half` of `peer`'s window (this rank's own included), mapped in this process.
+  unsigned char* window(int peer, int half) const {
+    return winBase_[static_cast<size_t>(peer)] + static_cast<size_t>(half) * windowHalfBytes();
+  }
+  // Backs the first `bytes` of this rank's own half `half` with memory. False, with *why, when
+  // /dev/shm cannot hold them (nothing else is changed); a staged call then falls back.
+  bool backWindow(int half, size_t bytes, std::string* why);
   void abort(const std::string& reason) override;
   void close() override;
 
@@ -92,6 +115,8 @@ class ShmTransport : public Transport {
 
  private:
   void unmapAll();                  // with mu_ held
+  std::string createWindow();
+  std::string mapWindow(int peer, const std::string& name);
   Channel* inbox(int from) const;   // ring from `from` to this rank
   Channel* outbox(int to) const;    // ring from this rank to `to`
   void ring(int peer);              // bumps peer's doorbell
@@ -114,6 +139,13 @@ class ShmTransport : public Transport {
   std::vector<Segment*> segs_;       // segs_[r]: rank r's segment, mapped here
   std::vector<size_t> segBytes_;
   std::string ownName_;              // while not yet unlinked
+  std::string ownWinName_;           // this rank's window, while not yet unlinked
+  int winFd_ = -1;                   // this rank's window file (kept open for fallocate)
+  size_t winBytes_ = 0;              // bytes of every window (the same on all ranks)
+  std::vector<unsigned char*> winBase_;  // winBase_[r]: rank r's window, mapped here
+  size_t winBacked_[2] = {0, 0};     // bytes of each own half backed so far
+  bool windowsOk_ = false;
+  uint64_t windowCalls_ = 0;         // staged calls started (nextWindowHalf)
   MessageSteps steps_;               // header step numbers (transport/header.h)
   std::atomic<bool> aborted_{false};
   mutable std::mutex mu_;            // guards reason_ and the mappings against abort/close
