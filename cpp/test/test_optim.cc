@@ -4,6 +4,8 @@
 // independence from alignment and checkpoint copies, and for their argument checks.
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -87,11 +89,24 @@ struct Run {
   }
 };
 
+// The seed of the random inputs: fresh for every run of the binary (so that runs explore
+// different inputs), printed once, and repeatable with NODECCL_TEST_SEED=<seed>.
+uint32_t testSeed() {
+  static const uint32_t seed = [] {
+    const char* v = std::getenv("NODECCL_TEST_SEED");
+    uint32_t s = v != nullptr && *v != '\0' ? uint32_t(std::strtoul(v, nullptr, 10))
+                                            : std::random_device{}();
+    std::printf("optim: random inputs from seed %u (NODECCL_TEST_SEED=%u repeats them)\n", s, s);
+    return s;
+  }();
+  return seed;
+}
+
 // Runs `numSteps` steps of the fused optimizer and of the reference. Tensor 2 sits out every
 // third step, so step counts differ between tensors. Returns the largest scaled error.
 template <typename RefState, typename RefFn>
 double compareWithReference(const FusedFn& fused, RefFn ref, int numSteps, float scale) {
-  std::mt19937 rng(12345);
+  std::mt19937 rng(testSeed());
   Run<RefState> run(rng);
   for (int step = 0; step < numSteps; ++step) {
     std::vector<size_t> active;
@@ -226,6 +241,65 @@ NODECCL_TEST(optim_adam_matches_reference) {
       }
     }
   }
+}
+
+// Subnormal parameters and gradients (below 2^-126, where float32 keeps fewer digits): no
+// kernel may flush them to zero (FTZ/DAZ), so every element stays within float32's own
+// rounding of the float64 reference. In the subnormal range that rounding is absolute: each
+// operation is off by at most 2^-150, and a division by (sqrt(v) + eps) magnifies that by
+// up to 1/eps (Adam and RMSprop scale a subnormal numerator first, then divide). The bound
+// allows 2^-148 per step, times `amplify`, plus 1e-6 relative once values are normal; a
+// flushed input misses it by orders of magnitude (the whole update is lost).
+NODECCL_TEST(optim_subnormal_inputs_match_reference) {
+  const size_t n = 1003;
+  const int kSubnormalSteps = 5;
+  std::mt19937 rng(testSeed());
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  auto subnormals = [&] {
+    std::vector<float> v(n);
+    for (float& x : v) x = u(rng) * 1e-39f;  // |x| < 1.2e-38, the smallest normal float
+    return v;
+  };
+  auto check = [&](const char* name, double amplify, auto fusedStep, auto refStep,
+                   auto refState) {
+    One one(subnormals());
+    std::vector<double> ref(one.p.begin(), one.p.end());
+    double worst = 0;
+    for (int step = 1; step <= kSubnormalSteps; ++step) {
+      std::vector<float> g = subnormals();
+      fusedStep(one, one.list(g));
+      refStep(ref, std::vector<double>(g.begin(), g.end()), refState);
+      const double absBound = step * std::ldexp(1.0, -148) * amplify;
+      for (size_t i = 0; i < n; ++i) {
+        double e = std::fabs(double(one.p[i]) - ref[i]) / (absBound + 1e-6 * std::fabs(ref[i]));
+        worst = std::max(worst, e);
+      }
+    }
+    EXPECT_TRUE(worst <= 1.0);
+    if (worst > 1.0) {
+      EXPECT_EQ(std::string(name), std::string("scaled error ") + std::to_string(worst));
+    }
+  };
+  SgdOptions so;
+  so.lr = 0.5, so.momentum = 0.9;
+  check("sgd", 1.0, [&](One& o, const ParamList& l) { sgdStep(so, l, &o.b0); },
+        [&](std::vector<double>& p, const std::vector<double>& g, reference::SgdState& s) {
+          reference::sgdStep(so, p, g, s);
+        }, reference::SgdState());
+  RmspropOptions ro;
+  ro.lr = 1e-3;
+  check("rmsprop", 1.0 / ro.eps,
+        [&](One& o, const ParamList& l) { rmspropStep(ro, l, &o.b0, &o.b1, &o.b2); },
+        [&](std::vector<double>& p, const std::vector<double>& g, reference::RmspropState& s) {
+          reference::rmspropStep(ro, p, g, s);
+        }, reference::RmspropState());
+  AdamOptions ao;
+  ao.lr = 1e-3;
+  check("adam", 1.0 / ao.eps,
+        [&](One& o, const ParamList& l) { adamStep(ao, l, &o.b0, &o.b1, &o.b2); },
+        [&](std::vector<double>& p, const std::vector<double>& g, reference::AdamState& s) {
+          reference::adamStep(ao, p, g, s);
+        }, reference::AdamState());
 }
 
 // Tensors that enter with different step counts get their own bias corrections.

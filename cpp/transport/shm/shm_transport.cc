@@ -231,7 +231,7 @@ std::string ShmTransport::createWindow() {
     NODECCL_INFO("shm", rank_, size_, "NODECCL_SHM_WINDOW_MB=", mb);
   }
   bytes = bytes / (size_t(4) << 20) * (size_t(4) << 20);  // halves stay 2 MiB aligned
-  if (bytes == 0) return "/dev/shm is too small for a window";
+  if (bytes == 0) return "/dev/shm is too small for a window, or NODECCL_SHM_WINDOW_MB is 0";
   std::string name = randomName(rank_) + "-w";
   int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) return strcat("shm_open(", name, ") failed: ", std::strerror(errno));
