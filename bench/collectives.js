@@ -77,7 +77,8 @@ function parseOptions(argv) {
     .option('--max-bytes <n>', 'largest message', parseBytes, 256 * 1024 ** 2)
     .option('--step-factor <n>', 'multiply the size by this each step', parseIntAtLeast(2), 2)
     .option('--iters <n>', 'timed iterations per size (median reported)', parseIntAtLeast(1), 100)
-    .option('--warmup <n>', 'untimed iterations per size', parseIntAtLeast(0), 20)
+    .option('--warmup <n>', 'untimed iterations per size (capped as --iters is)',
+      parseIntAtLeast(0), 300)
     .option('--max-iter-bytes <n>', 'large sizes run fewer iterations, so that iterations x ' +
       'size stays under this (at least 3 run)', parseBytes, 2 * 1024 ** 3)
     .option('--timeout <s>', 'seconds one implementation may take at one world size',

@@ -15,6 +15,8 @@
 // LIMITATION: a staged call taken this way does its copies and reduction on the JS thread
 // (about 60 us per MiB of all-reduce here), so other JS work waits that long; set
 // NODECCL_FAST_MAX_BYTES=0 to keep every call of more than the direct sizes on the worker.
+#include <sched.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <exception>
@@ -216,6 +218,13 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     tsfn_.Unref(env);  // an idle communicator must not keep the process alive
     napi_add_env_cleanup_hook(env, &CommWrap::onEnvCleanup, this);
     attached_ = true;
+    // The shortcut's spin yields at once when this host's ranks outnumber its cores (with
+    // shared memory every rank is on this host), else after 50 us (see tryFast).
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    int cores = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    yieldAfter_ = comm_->size() > cores ? std::chrono::microseconds(3)
+                                        : std::chrono::microseconds(50);
   }
 
   // Settles one completion on the JS thread.
@@ -329,8 +338,11 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     std::shared_ptr<nodeccl::SteppedOp> job;
     try {
       job = start();
-      // Spin, yielding the core after the first 3 us so that a peer waiting for a core (more
-      // ranks than cores) can run and answer.
+      // Spin, then keep spinning with yields, so that a peer waiting for a core can run and
+      // answer. Yield early only when the ranks outnumber the cores: a yield can hand the core
+      // to another thread of this process for tens of microseconds, which measured here made
+      // one call in two of some sizes ~20 us instead of ~2 us when every rank had a core.
+      const auto yieldAfter = yieldAfter_;
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0;; ++i) {
         if (job->tryFinish()) {
@@ -341,7 +353,7 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
         if ((i & 15) != 15) continue;
         auto spent = std::chrono::steady_clock::now() - t0;
         if (spent >= fastSpin()) break;
-        if (spent >= std::chrono::microseconds(3)) std::this_thread::yield();
+        if (spent >= yieldAfter) std::this_thread::yield();
       }
     } catch (...) {
       // Rethrown on the worker, which fails the communicator and rejects as usual.
@@ -605,6 +617,7 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
   std::unique_ptr<nodeccl::Executor> executor_;
   Tsfn tsfn_;
   size_t pending_ = 0;
+  std::chrono::microseconds yieldAfter_{3};
   bool attached_ = false;
   bool destroyed_ = false;
   bool torndown_ = false;

@@ -80,7 +80,10 @@ static void measure(int coll, long nbytes, const Plan* plan, float* a, float* b,
   if (c == 0) return;
   double wrong = check(coll, a, b, c, r, n);
   if (coll == ALLREDUCE) memset(a, 0, c * sizeof(float)); /* sums would grow to inf */
-  for (int i = 0; i < plan->warmup; i++) run_op(coll, a, b, c);
+  long warmup = plan->max_iter_bytes / nbytes; /* as plan.js warmupFor */
+  warmup = warmup < plan->warmup ? warmup : plan->warmup;
+  warmup = warmup < 2 ? 2 : warmup;
+  for (long i = 0; i < warmup; i++) run_op(coll, a, b, c);
   long iters = plan->max_iter_bytes / nbytes;
   iters = iters < plan->iters ? iters : plan->iters;
   iters = iters < 3 ? 3 : iters;

@@ -4,7 +4,7 @@
 // and count wrong elements, warm up, then time iterations; rank 0 prints one RESULT line each.
 'use strict';
 
-const { parsePlan, blockCount, itersFor, median } = require('./plan');
+const { parsePlan, blockCount, itersFor, warmupFor, median } = require('./plan');
 
 // Patterns (as in torch_gloo.py and mpi_bench.c), with p(i) = i % 13 + 1 and tri = n(n+1)/2:
 //   allreduce      in[i] = (r+1) p(i)           -> tri p(i)
@@ -61,7 +61,7 @@ async function measure(comm, coll, bytes, plan, store) {
   const wrong = new Float64Array([countWrong(coll, bufs, comm.rank, n, c)]);
   // In-place sums would grow by x n per call until they overflow: time on zeros instead.
   if (coll === 'allreduce') bufs.a.fill(0);
-  for (let i = 0; i < plan.warmup; i++) await op();
+  for (let i = 0, w = warmupFor(plan, bytes); i < w; i++) await op();
   const iters = itersFor(plan, bytes);
   const times = new Float64Array(iters);
   for (let i = 0; i < iters; i++) {

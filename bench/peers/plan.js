@@ -41,6 +41,15 @@ function itersFor(plan, bytes) {
   return Math.max(3, Math.min(plan.iters, Math.floor(plan.maxIterBytes / bytes)));
 }
 
+/**
+ * Untimed iterations at this size: --warmup, fewer when iterations x size passes the cap (at
+ * least 2). Many at small sizes: a fresh process runs its first few hundred calls slower (in
+ * nodeccl's case, V8 compiling the call path on a background thread while both ranks spin).
+ */
+function warmupFor(plan, bytes) {
+  return Math.max(2, Math.min(plan.warmup, Math.floor(plan.maxIterBytes / bytes)));
+}
+
 /** Median of a numeric array (copied, then sorted). */
 function median(values) {
   const s = Float64Array.from(values).sort();
@@ -48,4 +57,4 @@ function median(values) {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-module.exports = { COLLECTIVES, parsePlan, blockCount, itersFor, median };
+module.exports = { COLLECTIVES, parsePlan, blockCount, itersFor, warmupFor, median };

@@ -83,7 +83,7 @@ def measure(coll, nbytes, plan, store, r, n):
     wrong = torch.tensor([float(count_wrong())], dtype=torch.float64)
     if coll == "allreduce":
         a.zero_()  # in-place sums would grow until they overflow
-    for _ in range(plan["warmup"]):
+    for _ in range(max(2, min(plan["warmup"], plan["max_iter_bytes"] // nbytes))):
         op()
     iters = max(3, min(plan["iters"], plan["max_iter_bytes"] // nbytes))
     times = torch.zeros(iters, dtype=torch.float64)
