@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// Faults with real processes: a peer SIGKILLed before or between collectives at several world
-// sizes, a peer SIGSTOPped (alive, silent), and abort() while the peers are wedged. Every
-// surviving rank must fail with the right code, naming the rank, long before the timeout, and
-// once it has destroyed the failed communicator hold no more file descriptors, threads or
-// shared-memory segments than before init (each case prints its row of that table).
+// Faults with real processes: a peer SIGKILLed before, between or during collectives at several
+// world sizes, a peer SIGSTOPped (alive, silent), abort() while the peers are wedged, and a
+// master address that does not resolve. Every surviving rank must fail with the right code,
+// naming the rank (or address), long before the timeout, and once it has destroyed the failed
+// communicator hold no more file descriptors, threads or shared-memory segments than before
+// init (each case prints its row of that table). Processes that end without destroy() must
+// leave nothing in /dev/shm.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type RankResult, runRanks } from '../helpers/world';
 
@@ -17,11 +22,11 @@ const find = (r: RankResult, what: string): Line => {
 };
 
 // Asserts that a survivor left nothing behind, and prints its row: fault, rank, time to error,
-// what leaked.
-function expectNoLeak(fault: string, r: RankResult): void {
+// what leaked. `op` names the line whose code and time the row shows; `after` adds to the time.
+function expectNoLeak(fault: string, r: RankResult, op = 'allReduce', after = ''): void {
   const leak = find(r, 'leak');
-  const op = lines(r).find((x) => x.what === 'allReduce');
-  console.log(`${fault} | rank ${r.rank} | ${op?.code ?? '-'} after ${op?.ms ?? '-'} ms | ` +
+  const l = lines(r).find((x) => x.what === op);
+  console.log(`${fault} | rank ${r.rank} | ${l?.code ?? '-'} after ${l?.ms ?? '-'} ms${after} | ` +
     `fds ${leak.fds}, threads ${leak.threads}, shm segments ${leak.shm}`);
   expect(leak.fds, JSON.stringify(leak)).toBeLessThanOrEqual(0);
   expect(leak.threads, JSON.stringify(leak)).toBeLessThanOrEqual(0);
@@ -47,6 +52,134 @@ describe('a SIGKILLed peer', () => {
           expectNoLeak(`${fault}, ${n} ranks`, r);
         }
       }, 70_000);
+  }
+});
+
+describe('a peer SIGKILLed in the middle of a 16 MiB all-reduce', () => {
+  // NODECCL_ALGO=auto, the default, takes the staged algorithm at 16 MiB on one host (checked
+  // in the log); ring forces the ring.
+  for (const [algo, expected] of [['auto', 'staged'], ['ring', 'ring']] as const) {
+    it(`kill-during, ${expected}, 3 ranks: PEER_LOST naming the rank on every survivor, ` +
+      'buffers unchanged, nothing leaked', async () => {
+      const victim = 2;  // faults.js orders rank 0, the victim and rank 1 around the kill
+      const killFile = path.join(os.tmpdir(), `faults-kill-${process.pid}-${expected}`);
+      fs.rmSync(killFile, { force: true });
+      let results: RankResult[] = [];
+      try {
+        results = await runRanks('faults.js', 3, {
+          env: { FAULT: 'kill-during', VICTIM: String(victim), KILL_FILE: killFile,
+            NODECCL_ALGO: algo, NODECCL_DEBUG: 'info', NODECCL_DEBUG_SUBSYS: 'coll' },
+          timeoutMs: 60_000,
+        });
+      } finally {
+        fs.rmSync(killFile, { force: true });
+      }
+      expect(results[victim].signal, results[victim].stderr).toBe('SIGKILL');
+      // The victim's own thread killed it about 2 ms into call 4, while it waited in that call
+      // for rank 1 (which entered only after the kill), with its first data sent.
+      const kill = find(results[victim], 'kill');
+      for (const r of results.filter((x) => x.rank !== victim)) {
+        const op = find(r, 'allReduce');
+        expect(op.outcome, r.stderr).toBe('error');
+        expect(op.code).toBe('ERR_NODECCL_PEER_LOST');
+        expect(op.message).toMatch(new RegExp(`lost rank ${victim}\\b`));
+        // The call the victim died in fails; calls 0-3 completed with the right sums.
+        expect(op.call).toBe(kill.call);
+        expect(op.ms).toBeLessThan(10_000);  // the timeout is 20 s
+        const sinceKill = Number(op.at) - Number(kill.at);
+        expect(sinceKill).toBeLessThan(10_000);
+        // Rank 0 had been in the call for about 100 ms when the victim died.
+        const startedAt = Number(op.at) - Number(op.ms);
+        if (r.rank === 0) expect(startedAt).toBeLessThanOrEqual(Number(kill.at));
+        // Not one element of the failed call's buffer was written (see faults.js).
+        expect(op.changed).toBe(0);
+        expect(r.stderr).toContain(`allReduce: ${expected} from 16777216 bytes`);
+        expect(find(r, 'next').code).toBe('ERR_NODECCL_PEER_LOST');
+        expect(r.code).toBe(0);
+        expectNoLeak(`kill-during (${expected}), 3 ranks`, r, 'allReduce',
+          ` (${sinceKill} ms after the kill, which came ${kill.afterUs} us into the victim's ` +
+          `call ${kill.call})`);
+      }
+    }, 70_000);
+  }
+});
+
+describe('an unresolvable master address', () => {
+  it('no-such-host.invalid, 2 ranks: both fail naming the address, within the init timeout',
+    async () => {
+      const initTimeoutMs = 3000;
+      const results = await runRanks('bad-master.js', 2, {
+        env: { MASTER_ADDR: 'no-such-host.invalid', INIT_TIMEOUT_MS: String(initTimeoutMs) },
+        timeoutMs: 60_000,
+      });
+      const [r0, r1] = results.map((r) => find(r, 'init'));
+      for (const [r, l] of [[results[0], r0], [results[1], r1]] as const) {
+        expect(l.outcome, r.stderr).toBe('error');
+        expect(l.message).toMatch(/cannot resolve host 'no-such-host\.invalid'/);
+        expect(r.code).toBe(0);
+      }
+      // Rank 0 serves the store: it cannot listen on the address, and says so at once (it does
+      // not wait for the init timeout: its time is under it).
+      expect(r0.code).toBe('ERR_NODECCL_IO');
+      expect(r0.message).toMatch(/cannot listen on no-such-host\.invalid:\d+/);
+      expect(r0.ms).toBeLessThan(initTimeoutMs);
+      // Rank 1 retries the store until the init timeout and then names the resolver's error.
+      expect(r1.code).toBe('ERR_NODECCL_TIMEOUT');
+      expect(r1.message).toMatch(/cannot connect to no-such-host\.invalid:\d+ within \d+ ms/);
+      expect(r1.message).toMatch(/init timeout 3000 ms/);
+      expect(r1.ms).toBeLessThan(initTimeoutMs + 5000);  // a slow resolver adds to the last try
+      for (const r of results) expectNoLeak('unresolvable MASTER_ADDR, 2 ranks', r, 'init');
+    }, 70_000);
+});
+
+// The /dev/shm names of nodeccl's segments and windows made by one of `pids`:
+// nodeccl-<pid>-<rank>-<hex> and nodeccl-<pid>-<rank>-<hex>-w.
+const shmOf = (pids: number[]): string[] => fs.readdirSync('/dev/shm')
+  .filter((n) => pids.some((p) => n.startsWith(`nodeccl-${p}-`)));
+
+describe('processes that end without destroy()', () => {
+  for (const [mode, n] of [['exit', 2], ['exit', 3], ['kill', 3]] as const) {
+    const what = mode === 'exit' ? 'process.exit(0) after collectives'
+      : 'a SIGKILL right after init (the others then exit(0))';
+    it(`${what}, ${n} ranks: no nodeccl-* left in /dev/shm by their pids`, async () => {
+      const victim = 1;
+      // Names from before the job whose pid a rank happens to reuse are not the job's.
+      const before = new Set(fs.readdirSync('/dev/shm'));
+      let pids: number[] = [];
+      const results = await runRanks('no-destroy.js', n, {
+        env: { MODE: mode, VICTIM: String(victim) },
+        timeoutMs: 60_000,
+        onStart: (children) => { pids = children.map((c) => c.pid ?? 0); },
+      });
+      // What the ranks had mapped after init: every rank's segment and window (2 n names),
+      // each named after its creator's pid, so that the filter above is seen to match them.
+      const mapped = new Set<string>();
+      for (const r of results) {
+        const ready = find(r, 'ready');
+        expect(ready.transport, r.stderr).toBe('shm');
+        expect(pids).toContain(ready.pid);
+        for (const m of ready.mapped as string[]) mapped.add(m);
+        if (mode === 'kill' && r.rank === victim) {
+          expect(r.signal).toBe('SIGKILL');
+          continue;
+        }
+        // After the kill the others' all-reduce fails naming the lost rank (its code is the
+        // subject of the kill tests above), and they exit with the failed communicator.
+        const op = find(r, 'collectives');
+        if (mode === 'exit') expect(op.outcome, r.stderr).toBe('completed');
+        else expect(op.message, r.stderr).toMatch(new RegExp(`lost rank ${victim}\\b`));
+        expect(r.code, r.stderr).toBe(0);
+      }
+      expect(mapped.size).toBe(2 * n);
+      for (const p of pids) {
+        expect([...mapped].filter((m) => m.startsWith(`nodeccl-${p}-`)).length).toBe(2);
+      }
+      const left = shmOf(pids).filter((x) => !before.has(x));
+      console.log(`${mode === 'exit' ? 'exit(0) without destroy()' : 'SIGKILL after init'}, ` +
+        `${n} ranks | pids ${pids.join(', ')} | mapped ${mapped.size} nodeccl-* names, ` +
+        `left in /dev/shm ${left.length}${left.length ? `: ${left.join(', ')}` : ''}`);
+      expect(left).toEqual([]);
+    }, 70_000);
   }
 });
 
