@@ -57,8 +57,10 @@ constexpr auto kYieldFor = std::chrono::microseconds(200);
 // Futex sleeps last at most this long; between them the peers' liveness is checked.
 constexpr long kSliceNs = 5 * 1000 * 1000;
 
-// A window reserves this much address space per rank, or half of /dev/shm when that is
-// smaller (the file is sparse: only what staged calls back with fallocate uses memory).
+// A window reserves this much address space per rank, or its share of half of /dev/shm when
+// that is smaller (the file is sparse: only what staged calls back with fallocate uses memory).
+// The other half stays free for the rings, whose pages are taken when first touched (a full
+// /dev/shm would make that touch a SIGBUS) and for other programs.
 constexpr size_t kWindowMaxBytes = size_t(8) << 30;
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared atomics must be lock-free");
@@ -221,7 +223,8 @@ std::string ShmTransport::createWindow() {
   struct statvfs fs {};
   size_t bytes = kWindowMaxBytes;
   if (::statvfs("/dev/shm", &fs) == 0) {
-    bytes = std::min(bytes, size_t(fs.f_blocks) * size_t(fs.f_frsize) / 2);
+    const size_t total = size_t(fs.f_blocks) * size_t(fs.f_frsize);
+    bytes = std::min(bytes, total / 2 / members_.size());
   }
   if (const char* mb = std::getenv("NODECCL_SHM_WINDOW_MB"); mb != nullptr && *mb != '\0') {
     char* end = nullptr;
@@ -276,8 +279,9 @@ bool ShmTransport::backWindow(int half, size_t bytes, std::string* why) {
   if (bytes <= winBacked_[half]) return true;
   if (bytes > windowHalfBytes()) {
     *why = strcat("a staged call needs ", bytes, " bytes of window, more than the ",
-                  windowHalfBytes(), " of half a window (a window is half of /dev/shm, at "
-                  "most ", kWindowMaxBytes >> 30, " GiB, or NODECCL_SHM_WINDOW_MB)");
+                  windowHalfBytes(), " of half a window (a window is this rank's share of half "
+                  "of /dev/shm, at most ", kWindowMaxBytes >> 30, " GiB, or "
+                  "NODECCL_SHM_WINDOW_MB)");
     return false;
   }
   // Grow in steps of at least 2 MiB, so that a sweep of sizes does not call fallocate often.
