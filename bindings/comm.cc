@@ -306,6 +306,13 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     } catch (const std::exception& err) {
       c->message = err.what();
     }
+    // The non-blocking halves (the shortcut's, direct.h) throw kAborted with the group's text
+    // once a failure notice woke the transport; report that failure's own code, as the
+    // blocking path does (Communicator::sendRecv), so one failure never shows two codes.
+    if (c->code == ErrorCode::kAborted && !comm.firstError().empty()) {
+      c->code = comm.firstErrorCode();
+      c->message = comm.firstError();
+    }
     if (c->code != ErrorCode::kInvalidArgument && c->code != ErrorCode::kDestroyed) {
       try {
         // With its code, so that the other ranks fail with the same one (a timeout stays a

@@ -2,7 +2,8 @@
 // Timeline traces: NODECCL_TRACE=/path/prefix makes every rank write prefix.<rank>.<pid>.json,
 // a Chrome/Perfetto trace (the JSON "trace event format", "X" complete events, microseconds),
 // showing each collective, each of its sendRecv steps (peers and bytes) or staged phases, and
-// the time a step spent waiting for its peers. Open it at https://ui.perfetto.dev or chrome://tracing.
+// the time a step spent waiting for its peers. Open it at https://ui.perfetto.dev or
+// chrome://tracing.
 // Events are appended as they happen, so a process that crashes leaves a loadable trace.
 // When NODECCL_TRACE is unset, every hook costs one load of a static flag.
 #pragma once
