@@ -67,6 +67,7 @@ function startJob(h: NetHosts, env: Record<string, string>): Job {
     return new Promise<void>((resolve) => child.on('close', (code) => {
       clearTimeout(killer);
       if (code !== 0) lines[rank].push({ fatal: `exit ${code}: ${err.slice(-2000)}` });
+      else if (err.trim() !== '') lines[rank].push({ stderr: err.slice(-2000) });
       resolve();
     }));
   });
@@ -120,7 +121,9 @@ describe('a 2-host x 2-rank job over network namespaces', () => {
     while (!job.lines.every((l) => l.some((x) => x.ready || x.fatal))) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    job.lines.forEach((l) => expect(l.find((x) => x.fatal)).toBeUndefined());
+    job.lines.forEach((l, rank) => {
+      expect(l.find((x) => x.fatal), `rank ${rank}: ${JSON.stringify(job.lines)}`).toBeUndefined();
+    });
     const cut = Date.now();
     h.cut(1);
     await job.done;
