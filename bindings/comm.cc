@@ -685,7 +685,12 @@ std::shared_ptr<nodeccl::TcpStoreClient> connectCancellable(PendingCreate& p,
     auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     try {
       Millis attempt = std::max(Millis(1), std::min(left, Millis(250)));
-      return std::make_shared<nodeccl::TcpStoreClient>(host, port, attempt);
+      auto client = std::make_shared<nodeccl::TcpStoreClient>(host, port, attempt);
+      // The communicator's watcher clones this client later: give the clone the whole init
+      // timeout, not one attempt's 250 ms (a dropped SYN alone takes a second to resend, and
+      // a rank whose clone failed left the job: its peers saw it as lost).
+      client->setConnectTimeout(timeout);
+      return client;
     } catch (const nodeccl::Error& e) {
       if (e.code() != ErrorCode::kTimeout) throw;
     }

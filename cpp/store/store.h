@@ -127,6 +127,10 @@ class TcpStoreClient : public Store {
 
   // Changes the bound on requests that are not waits. Call before the client is shared.
   void setIoTimeout(Millis ioTimeout);
+  // Changes how long clone() may take to connect (its first connection may have been made in
+  // short attempts, whose bound is too short for a clone made later: one dropped SYN costs
+  // a second). Call before the client is shared.
+  void setConnectTimeout(Millis connectTimeout);
 
   // Unblocks any request in progress (it throws kAborted) and closes the connection.
   void close() override;

@@ -201,6 +201,10 @@ std::string TcpStoreClient::serverAddress() const { return impl_->where(); }
 
 void TcpStoreClient::setIoTimeout(Millis ioTimeout) { impl_->ioTimeout = ioTimeout; }
 
+void TcpStoreClient::setConnectTimeout(Millis connectTimeout) {
+  impl_->connectTimeout = connectTimeout;
+}
+
 // Throws for an answer other than kOk (kTimeout is handled by the callers that wait).
 static void checkOk(const Answer& a, const std::string& what) {
   if (a.code == kOk) return;
