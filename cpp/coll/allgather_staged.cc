@@ -30,9 +30,8 @@ std::unique_ptr<StagedOp> startAllGatherStaged(Communicator& comm, const void* i
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "allGather staged count=", count, " ",
                 dtypeName(dtype));
 
-  static unsigned char empty = 0;
-  const void* src = in != nullptr ? in : &empty;
-  auto* dst = out != nullptr ? static_cast<unsigned char*>(out) : &empty;
+  const void* src = stagedBytes(in);
+  unsigned char* dst = stagedBytes(out);
   const StagedCall call = beginStaged(comm, block);
   const bool stream = stagedStreams(comm, size_t(n + 1) * block);  // its output, its window
   if (call.ok) stagedCopy(call.shm->window(r, call.half), src, block, stream);

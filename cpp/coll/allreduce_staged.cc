@@ -49,8 +49,7 @@ std::unique_ptr<StagedOp> startAllReduceStaged(Communicator& comm, void* data, s
     return (seg.offset(k) - (k > q ? seg.count(q) : 0)) * elem;
   };
   const StagedCall call = beginStaged(comm, resultAt(r) + seg.count(r) * elem);
-  static unsigned char empty = 0;
-  auto* user = data != nullptr ? static_cast<unsigned char*>(data) : &empty;
+  unsigned char* user = stagedBytes(data);
   unsigned char* mine = call.shm->window(r, call.half);
   const bool stream = stagedStreams(comm, 2 * count * elem);  // its data, its window
 

@@ -20,8 +20,7 @@ std::unique_ptr<StagedOp> startBroadcastStaged(Communicator& comm, void* data, s
                                                DataType dtype, int root, Millis timeout) {
   const size_t bytes = beginBroadcast(comm, data, count, dtype, root, timeout, "staged");
 
-  static unsigned char empty = 0;
-  auto* user = data != nullptr ? static_cast<unsigned char*>(data) : &empty;
+  unsigned char* user = stagedBytes(data);
   const bool isRoot = comm.rank() == root;
   const StagedCall call = beginStaged(comm, isRoot ? bytes : 0);
   const bool stream = stagedStreams(comm, bytes);  // every rank's buffer

@@ -39,9 +39,8 @@ std::unique_ptr<StagedOp> startReduceScatterStaged(Communicator& comm, const voi
   // Rank q's half holds the blocks other than q, packed in order.
   auto stagedAt = [block](int q, int k) { return size_t(k - (k > q ? 1 : 0)) * block; };
   const StagedCall call = beginStaged(comm, size_t(n - 1) * block);
-  static unsigned char empty = 0;
-  const auto* user = in != nullptr ? static_cast<const unsigned char*>(in) : &empty;
-  void* dst = out != nullptr ? out : &empty;
+  const unsigned char* user = stagedBytes(in);
+  void* dst = stagedBytes(out);
   unsigned char* mine = call.shm->window(r, call.half);
   const bool stream = stagedStreams(comm, 2 * size_t(n) * block);  // its input, its window
 

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "coll/direct.h"
+#include "coll/validate.h"
 #include "comm/communicator.h"
 #include "common/dtype.h"
 #include "transport/shm/shm_transport.h"
@@ -99,6 +100,16 @@ struct StagedCall {
 StagedCall beginStaged(Communicator& comm, size_t bytes);
 // Traces the staging copies of `call` (from its beginning until now) when tracing.
 void traceStaging(Communicator& comm, const StagedCall& call, size_t bytes);
+
+// A caller's buffer as bytes, a null one (0 elements) replaced as orEmpty (validate.h) does,
+// but by a byte that outlives the call: a StagedOp's work runs after its start returns.
+inline unsigned char* stagedBytes(void* p) {
+  static unsigned char empty = 0;
+  return static_cast<unsigned char*>(orEmpty(p, empty));
+}
+inline const unsigned char* stagedBytes(const void* p) {
+  return stagedBytes(const_cast<void*>(p));
+}
 
 // Whether a staged call in which each rank touches `bytesPerRank` (its input, output and
 // window) copies with streaming stores (reduce/copy.h): when all ranks together touch more
