@@ -185,6 +185,7 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
                        {InstanceMethod("rank", &CommWrap::Rank),
                         InstanceMethod("size", &CommWrap::Size),
                         InstanceMethod("topology", &CommWrap::Topology),
+                        InstanceMethod("allocShared", &CommWrap::AllocShared),
                         InstanceMethod("allReduce", &CommWrap::AllReduce),
                         InstanceMethod("broadcast", &CommWrap::Broadcast),
                         InstanceMethod("reduce", &CommWrap::Reduce),
@@ -263,6 +264,39 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     for (int r = 0; r < n; ++r) hosts.Set(static_cast<uint32_t>(r), comm_->hostOf(r));
     o.Set("hostOf", hosts);
     return o;
+  }
+
+  // allocShared(bytes): a zero-filled ArrayBuffer in this rank's shared heap
+  // (transport/shm/shared_heap.h), which the peers' collectives read and write in place; or a
+  // string saying why there is none (lib/comm.ts then falls back to a plain array). The
+  // buffer keeps the heap mapped, so it outlives destroy().
+  Napi::Value AllocShared(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !(info[0].As<Napi::Number>().DoubleValue() >= 0)) {
+      throw makeError(env, ErrorCode::kInvalidArgument, "allocShared: bytes must be >= 0");
+    }
+    const auto bytes = static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue());
+    nodeccl::ShmTransport* shm = comm_ && !destroyed_ && !torndown_ ? comm_->shm() : nullptr;
+    std::shared_ptr<nodeccl::SharedHeap> heap = shm ? shm->heap() : nullptr;
+    if (!heap) {
+      return Napi::String::New(
+          env, std::string("no shared heap on this communicator (transport ") +
+                   (comm_ && !destroyed_ ? comm_->transportName() : "none, destroyed") +
+                   "; shared arrays need every rank on one host with shared windows)");
+    }
+    std::string why;
+    void* p = heap->allocate(bytes, &why);
+    if (p == nullptr) return Napi::String::New(env, why);
+    using Hold = std::shared_ptr<nodeccl::SharedHeap>;
+    Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes));
+    return Napi::ArrayBuffer::New(
+        env, p, bytes,
+        [bytes](Napi::Env e, void* data, Hold* hold) {
+          (*hold)->release(data);
+          delete hold;
+          Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(bytes));
+        },
+        new Hold(std::move(heap)));
   }
 
   // Queues `op` on the worker thread; the Promise settles when it has run.

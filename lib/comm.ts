@@ -9,7 +9,10 @@
 // (bindings/comm.cc), so each extra Promise and async frame shows (bench/latency.js). Every
 // check still runs, and every throw still becomes a rejection, as in an async function.
 import { checkBuffer, checkTensorLength } from './buffers';
-import { DTYPE_CODES, inferDType, REDUCE_OP_CODES, type DType, type ReduceOpName } from './dtype';
+import {
+  arrayConstructor, checkDType, DTYPE_CODES, dtypeSize, inferDType, REDUCE_OP_CODES, type DType,
+  type DTypeArrayMap, type ReduceOpName,
+} from './dtype';
 import { fromNative, NodecclError, NodecclRangeError, NodecclTypeError } from './errors';
 import { log } from './log';
 import { type Backend, noteMpiComm } from './mpi';
@@ -132,6 +135,10 @@ export function jobAlive(host: string, port: number, rank: number): boolean {
 }
 
 /** A group of `size` processes that communicate; created by `init()`. */
+// The ArrayBuffers allocShared() handed out (weakly held: they free their memory when
+// collected).
+const sharedBuffers = new WeakSet<ArrayBuffer>();
+
 export class Communicator {
   /** This process's rank, 0..size-1. */
   readonly rank: number;
@@ -557,6 +564,55 @@ export class Communicator {
     await this.run(fn, () => this.nativeComm.batchSendRecv(s.peers, s.bufs, r.peers, r.bufs,
       this.timeout(fn, options)));
     return recvs.map((x) => x.recv);
+  }
+
+  /**
+   * A zero-filled array of `count` elements of `dtype` in this rank's shared heap: memory that
+   * every rank on this host has mapped, so collectives read and write it in place instead of
+   * staging it through shared memory (NCCL users know this as registered or symmetric
+   * memory). An all-reduce in place on shared arrays on every rank moves about 2 S bytes of
+   * memory per rank instead of 4.5 S; it is the fastest way to all-reduce large tensors here.
+   * Any other use of the array is a plain TypedArray; subarrays of it count as shared too.
+   *
+   * Where no shared heap exists (a transport other than 'shm', a world of one, /dev/shm full
+   * or too small), it returns an ordinary array instead, logged at NODECCL_DEBUG=info, unless
+   * `required` is set, when it throws saying why. `isShared()` tells which one you got.
+   *
+   * LIMITATION: a collective that fails on a shared array may leave partial results in it,
+   * because peers write into it before the call's last exchange (a plain array is left as it
+   * was); the error message says so. Refill the array before using it again.
+   * The array stays valid after destroy(); its memory is freed when it is garbage-collected.
+   */
+  allocShared<D extends DType>(dtype: D, count: number,
+                               options: { required?: boolean } = {}): DTypeArrayMap[D] {
+    checkOptions('allocShared()', options, ['required']);
+    checkDType('allocShared()', dtype);
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new NodecclRangeError(`rank ${this.rank}: allocShared() count ` +
+        `${describeValue(count)} must be a non-negative integer`);
+    }
+    const Ctor = arrayConstructor(dtype) as unknown as new (b: ArrayBuffer, o: number,
+                                                            n: number) => DTypeArrayMap[D];
+    const got = this.destroyed ? 'the communicator was destroyed'
+                               : this.nativeComm.allocShared(count * dtypeSize(dtype));
+    if (typeof got !== 'string') {
+      sharedBuffers.add(got);
+      return new Ctor(got, 0, count);
+    }
+    if (options.required) {
+      throw new NodecclError('ERR_NODECCL_INVALID_ARGUMENT', `rank ${this.rank}: allocShared(` +
+        `'${dtype}', ${count}) has no shared memory: ${got}; drop { required: true } to get a ` +
+        'plain array instead');
+    }
+    log('info', 'comm', this.rank, this.size, () => `allocShared('${dtype}', ${count}): ` +
+      `a plain array instead: ${got}`);
+    return new Ctor(new ArrayBuffer(count * dtypeSize(dtype)), 0, count);
+  }
+
+  /** Whether `array` (a TypedArray or Tensor) lies in memory from `allocShared()`. */
+  isShared(array: TensorLike | ArrayBufferView): boolean {
+    const data = array instanceof Tensor ? array.data : array;
+    return ArrayBuffer.isView(data) && sharedBuffers.has(data.buffer as ArrayBuffer);
   }
 
   /**

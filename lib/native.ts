@@ -29,6 +29,8 @@ export interface NativeCommunicator {
   size(): number;
   /** The transport in use and the host index of every rank (hosts numbered by lowest rank). */
   topology(): { transport: string; hostOf: number[] };
+  /** A zero-filled ArrayBuffer in this rank's shared heap, or why there is none. */
+  allocShared(bytes: number): ArrayBuffer | string;
   /** Collectives: typed arrays are used in place (zero copy) until the Promise settles. */
   allReduce(data: ArrayBufferView, count: number, dtype: number, op: number,
             timeoutMs: number): Promise<void>;

@@ -16,6 +16,11 @@
 // Window: (n - 1)/n S staged plus S/n of result, in each of the two halves that alternate
 // calls, so up to 2 S of /dev/shm per rank, backed when first needed and kept until destroy.
 //
+// Shared arrays (staged.h): a rank whose buffer lies in its shared heap stages nothing (its
+// peers read its segments in place) and keeps only its result in its window. When every
+// rank's buffer is shared, step 3 instead writes each result straight into every buffer and
+// step 5 has nothing left to do (allreduce_shared.cc: about 2 S of traffic per rank).
+//
 // Every segment is reduced once, by its owner, in rank order: all ranks end bitwise identical.
 #include <cstring>
 
@@ -41,47 +46,62 @@ std::unique_ptr<StagedOp> startAllReduceStaged(Communicator& comm, void* data, s
 
   const int n = comm.size(), r = comm.rank();
   const Segments seg = Segments::split(count, n);
-  // Rank q's half: segments other than q, packed in order, then q's result 64-byte aligned.
-  auto resultAt = [count, seg, elem](int q) {
-    return ((count - seg.count(q)) * elem + 63) / 64 * 64;
+  auto shared = std::make_shared<StagedShared>();
+  shared->mine = sharedOffset(comm, data, count * elem);
+  // Rank q's half: segments other than q, packed in order, then q's result 64-byte aligned;
+  // when q's buffer is shared, nothing is staged and the result is at 0.
+  auto resultAt = [count, seg, elem](int q, bool isShared) {
+    return isShared ? 0 : ((count - seg.count(q)) * elem + 63) / 64 * 64;
   };
   auto stagedAt = [seg, elem](int q, int k) {
     return (seg.offset(k) - (k > q ? seg.count(q) : 0)) * elem;
   };
-  const StagedCall call = beginStaged(comm, resultAt(r) + seg.count(r) * elem);
+  const bool mineShared = shared->mine >= 0;
+  const StagedCall call = beginStaged(comm, resultAt(r, mineShared) + seg.count(r) * elem);
+  shared->call = call.id;
   unsigned char* user = stagedBytes(data);
   unsigned char* mine = call.shm->window(r, call.half);
   const bool stream = stagedStreams(comm, 2 * count * elem);  // its data, its window
 
-  // 1. Stage the segments before and after this rank's own.
-  if (call.ok) {
+  // 1. Stage the segments before and after this rank's own (none from a shared buffer).
+  if (call.ok && !mineShared) {
     const size_t own = seg.offset(r) * elem, ownEnd = own + seg.count(r) * elem;
     stagedCopy(mine, user, own, stream);
     stagedCopy(mine + own, user + ownEnd, count * elem - ownEnd, stream);
   }
-  traceStaging(comm, call, (count - seg.count(r)) * elem);
+  traceStaging(comm, call, mineShared ? 0 : (count - seg.count(r)) * elem);
 
-  // 2. Once every rank has staged: this rank's segment, reduced from every rank's copy into
-  // its window. (When one could not stage, all take the ring in the same call.)
+  // 2. Once every rank has staged: this rank's segment, reduced from every rank's copy (or
+  // shared buffer) into its window; or, when all buffers are shared, into every buffer.
+  // (When one could not stage, all take the ring in the same call.)
   Communicator* c = &comm;
   auto reduce = [=] {
+    const StagedShared& sh = *shared;
+    if (sh.all()) return allReduceSharedPush(*c, sh, count, dtype, op);
     std::vector<const void*> blocks(static_cast<size_t>(n));
     for (int q = 0; q < n; ++q) {
-      blocks[static_cast<size_t>(q)] = q == r ? user + seg.offset(r) * elem
-                                              : call.shm->window(q, call.half) + stagedAt(q, r);
+      const size_t k = static_cast<size_t>(q);
+      blocks[k] = q == r        ? user + seg.offset(r) * elem
+                  : sh.at[k]    ? sh.at[k] + seg.offset(r) * elem
+                                : call.shm->window(q, call.half) + stagedAt(q, r);
     }
-    reduceBlocksTo(*c, blocks, mine + resultAt(r), seg.count(r), dtype, op, stream);
+    reduceBlocksTo(*c, blocks, mine + resultAt(r, mineShared), seg.count(r), dtype, op, stream);
+    for (int q = 0; q < n; ++q) sh.checkPeer(*c, q, "reading");
   };
 
   // 3. Once every segment is final, copy them all out (nothing can fail from here on).
   auto copyOut = [=] {
+    const StagedShared& sh = *shared;
+    if (sh.all()) return;
     for (int k = 0; k < n; ++k) {
-      stagedCopy(user + seg.offset(k) * elem, call.shm->window(k, call.half) + resultAt(k),
-                 seg.count(k) * elem, stream);
+      const bool isShared = sh.at[static_cast<size_t>(k)] != nullptr;
+      stagedCopy(user + seg.offset(k) * elem,
+                 call.shm->window(k, call.half) + resultAt(k, isShared), seg.count(k) * elem,
+                 stream);
     }
   };
   auto ring = [=] { allReduceRingCore(*c, user, count, dtype, op); };
-  return std::make_unique<StagedOp>(comm, call.ok, reduce, copyOut, ring, "copy out");
+  return std::make_unique<StagedOp>(comm, call.ok, reduce, copyOut, ring, "copy out", shared);
 }
 
 }  // namespace nodeccl

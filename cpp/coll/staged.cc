@@ -4,6 +4,7 @@
 #include "coll/staged.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -30,11 +31,38 @@ bool usesStaged(const Communicator& comm) {
   return algo == "auto" || algo == "staged";
 }
 
+bool StagedShared::all() const {
+  return !at.empty() && std::all_of(at.begin(), at.end(), [](auto* p) { return p != nullptr; });
+}
+
+bool StagedShared::any() const {
+  return std::any_of(at.begin(), at.end(), [](auto* p) { return p != nullptr; });
+}
+
+void StagedShared::checkPeer(const Communicator& comm, int q, const char* doing) const {
+  if (q == comm.rank() || at[static_cast<size_t>(q)] == nullptr) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (SharedHeap::gaveUp(comm.shm()->heapBase(q)).load() == call + 1) {
+    throw Error(ErrorCode::kAborted,
+                strcat("rank ", comm.rank(), ": ", opKindName(comm.currentOp().kind), " #",
+                       comm.currentOp().step, ": rank ", q,
+                       " gave up on this call while this rank was ", doing,
+                       " its shared array (see rank ", q, "'s error for why)"));
+  }
+}
+
+int64_t sharedOffset(const Communicator& comm, const void* p, size_t bytes) {
+  std::shared_ptr<SharedHeap> heap = comm.shm() ? comm.shm()->heap() : nullptr;
+  return heap && p != nullptr && bytes > 0 ? heap->offsetOf(p, bytes) : -1;
+}
+
 StagedOp::StagedOp(Communicator& comm, bool ok, std::function<void()> middle,
                    std::function<void()> last, std::function<void()> ring,
-                   const char* lastName)
+                   const char* lastName, std::shared_ptr<StagedShared> shared)
     : comm_(comm), middle_(std::move(middle)), last_(std::move(last)), ring_(std::move(ring)),
-      theirs_(static_cast<size_t>(comm.size()), 1), lastName_(lastName) {
+      shared_(std::move(shared)), theirs_(static_cast<size_t>(comm.size()), Flag{1, -1}),
+      lastName_(lastName) {
+  if (shared_) mine_.shared = shared_->mine;
   post(ok);
 }
 
@@ -54,19 +82,27 @@ void StagedOp::synced() {
 
 void StagedOp::post(bool ok) {
   if (comm_.tracing()) posted_ = std::chrono::steady_clock::now();
-  mine_ = ok ? 1 : 0;
+  mine_.ok = ok ? 1 : 0;
   ex_ = std::make_unique<DirectExchange>(comm_);
   for (int q = 0; q < comm_.size(); ++q) {
     if (q == comm_.rank()) continue;
-    ex_->send(q, &mine_, 1);
-    ex_->recv(q, &theirs_[static_cast<size_t>(q)], 1);
+    ex_->send(q, &mine_, sizeof(Flag));
+    ex_->recv(q, &theirs_[static_cast<size_t>(q)], sizeof(Flag));
   }
 }
 
 void StagedOp::afterFirst() {
   synced();
-  const bool all = mine_ == 1 && std::all_of(theirs_.begin(), theirs_.end(),
-                                             [](unsigned char f) { return f == 1; });
+  const int me = comm_.rank();
+  theirs_[static_cast<size_t>(me)] = mine_;
+  const bool all = std::all_of(theirs_.begin(), theirs_.end(), [](Flag f) { return f.ok == 1; });
+  if (shared_) {
+    shared_->at.assign(theirs_.size(), nullptr);
+    for (int q = 0; q < comm_.size(); ++q) {
+      const int64_t off = theirs_[static_cast<size_t>(q)].shared;
+      if (off >= 0) shared_->at[static_cast<size_t>(q)] = comm_.shm()->heapBase(q) + off;
+    }
+  }
   if (!all) {
     state_ = State::kRing;
   } else if (middle_) {
@@ -79,7 +115,33 @@ void StagedOp::afterFirst() {
   }
 }
 
+void StagedOp::failed(const Error& e) {
+  if (!shared_ || shared_->mine < 0) throw;
+  // Peers may still read or write this rank's array: tell them first (see staged.h).
+  SharedHeap::gaveUp(comm_.shm()->heapBase(comm_.rank())).store(shared_->call + 1);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  throw Error(e.code(), strcat(e.what(), "; the shared array passed in may hold partial results "
+                               "(peers write into shared arrays in place): refill it before "
+                               "using it again"));
+}
+
 bool StagedOp::tryFinish() {
+  try {
+    return tryFinishImpl();
+  } catch (const Error& e) {
+    failed(e);
+  }
+}
+
+void StagedOp::finish() {
+  try {
+    finishImpl();
+  } catch (const Error& e) {
+    failed(e);
+  }
+}
+
+bool StagedOp::tryFinishImpl() {
   if (state_ == State::kFirst) {
     if (!ex_->tryFinish()) return false;
     afterFirst();
@@ -93,7 +155,7 @@ bool StagedOp::tryFinish() {
   return state_ == State::kDone;
 }
 
-void StagedOp::finish() {
+void StagedOp::finishImpl() {
   if (state_ == State::kFirst) {
     ex_->finish();
     afterFirst();
@@ -114,7 +176,7 @@ void traceStaging(Communicator& comm, const StagedCall& call, size_t bytes) {
 }
 
 StagedCall beginStaged(Communicator& comm, size_t bytes) {
-  StagedCall call{comm.shm(), 0, false, {}};
+  StagedCall call{comm.shm(), 0, false, {}, comm.shm()->windowCalls()};
   if (comm.tracing()) call.began = std::chrono::steady_clock::now();
   call.half = call.shm->nextWindowHalf();
   std::string why;

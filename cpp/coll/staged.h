@@ -19,6 +19,13 @@
 // - The caller's output is written only after the last exchange, from data that is then in
 //   shared memory (or this rank's own input): nothing after it can fail, so a call that fails
 //   leaves the output as it was, even when a peer dies.
+// - Arrays the user allocated from a shared heap (transport/shm/shared_heap.h) are not staged:
+//   each rank says in its first flag where its array lies in its heap (StagedShared), and the
+//   peers read it, or write it (allreduce_shared.cc), in place. A rank that gives up on such a
+//   call sets its heap's gaveUp word before it returns; a peer checks that word after reading
+//   and before each chunk it writes, so it never takes data the owner may already be changing.
+//   LIMITATION: a failed call may leave partial results in shared arrays, since peers write
+//   into them before the last exchange; the error says so, and the array must be refilled.
 // - A call writes only half h = shm.nextWindowHalf() of its own window. Peers may read it until
 //   they return from that call; the next staged call writes the other half, and the one after
 //   cannot start writing half h before every peer has passed an exchange of the call between,
@@ -26,6 +33,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -35,6 +43,7 @@
 #include "coll/validate.h"
 #include "comm/communicator.h"
 #include "common/dtype.h"
+#include "common/error.h"
 #include "transport/shm/shm_transport.h"
 
 namespace nodeccl {
@@ -44,6 +53,19 @@ namespace nodeccl {
 // with shared windows. Call it after the direct algorithm's check.
 bool usesStaged(const Communicator& comm);
 
+// Where the ranks' arrays of one staged call lie in their shared heaps: this rank's heap
+// offset (-1: not a shared array), then, once the first exchange has told, every rank's array
+// as mapped in this process (null where that rank's is not shared).
+struct StagedShared {
+  int64_t mine = -1;
+  uint64_t call = 0;  // the call's number (StagedCall::id), what gaveUp words hold
+  std::vector<unsigned char*> at;
+  bool all() const;
+  bool any() const;
+  // Throws kAborted when shared rank q has given up on this call (see the safety rules).
+  void checkPeer(const Communicator& comm, int q, const char* doing) const;
+};
+
 // A staged call in progress: the flag exchanges and the work between and after them.
 class StagedOp : public SteppedOp {
  public:
@@ -52,12 +74,18 @@ class StagedOp : public SteppedOp {
   // one (it cannot fail); `ring`: the collective's ring algorithm, which finish() runs instead
   // when some rank could not stage (tryFinish then returns false: it blocks).
   // `lastName` names the last work in a NODECCL_TRACE timeline ("copy out", "reduce").
+  // `shared` (may be null): filled in after the first exchange, for work that reads shared
+  // arrays in place.
   StagedOp(Communicator& comm, bool ok, std::function<void()> middle, std::function<void()> last,
-           std::function<void()> ring, const char* lastName);
+           std::function<void()> ring, const char* lastName,
+           std::shared_ptr<StagedShared> shared = nullptr);
   bool tryFinish() override;
   void finish() override;
 
  private:
+  bool tryFinishImpl();
+  void finishImpl();
+  [[noreturn]] void failed(const Error& e);  // marks gaveUp, rethrows naming shared arrays
   enum class State { kFirst, kSecond, kRing, kDone };
   void post(bool ok);    // the next flag exchange
   void afterFirst();     // kFirst -> kSecond, kRing or kDone
@@ -66,9 +94,14 @@ class StagedOp : public SteppedOp {
 
   Communicator& comm_;
   std::function<void()> middle_, last_, ring_;
+  std::shared_ptr<StagedShared> shared_;
   std::unique_ptr<DirectExchange> ex_;
-  unsigned char mine_ = 0;
-  std::vector<unsigned char> theirs_;
+  struct Flag {
+    int64_t ok;      // 1: this rank could stage
+    int64_t shared;  // heap offset of its shared array, or -1
+  };
+  Flag mine_{0, -1};
+  std::vector<Flag> theirs_;
   State state_ = State::kFirst;
   const char* lastName_;
   std::chrono::steady_clock::time_point posted_;  // when the current exchange was posted
@@ -87,6 +120,11 @@ std::unique_ptr<StagedOp> startAllGatherStaged(Communicator& comm, const void* i
 std::unique_ptr<StagedOp> startBroadcastStaged(Communicator& comm, void* data, size_t count,
                                                DataType dtype, int root, Millis timeout);
 
+// All-reduce in place on every rank's shared array (allreduce_shared.cc): the work between
+// the staged all-reduce's exchanges when every rank's buffer is shared.
+void allReduceSharedPush(Communicator& comm, const StagedShared& shared, size_t count,
+                         DataType dtype, ReduceOp op);
+
 // ---- building blocks of the algorithm files ------------------------------------------------
 
 // Begins a staged call: the window half it uses, and whether this rank backed `bytes` of it
@@ -96,8 +134,11 @@ struct StagedCall {
   int half;
   bool ok;
   std::chrono::steady_clock::time_point began;
+  uint64_t id;  // the staged calls this rank started before this one (the same on all ranks)
 };
 StagedCall beginStaged(Communicator& comm, size_t bytes);
+// Where `p` (`bytes`) lies in this rank's shared heap, as StagedShared::mine (-1: not there).
+int64_t sharedOffset(const Communicator& comm, const void* p, size_t bytes);
 // Traces the staging copies of `call` (from its beginning until now) when tracing.
 void traceStaging(Communicator& comm, const StagedCall& call, size_t bytes);
 

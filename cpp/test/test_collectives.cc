@@ -18,6 +18,7 @@
 
 #include "coll/collectives.h"
 #include "coll/direct.h"
+#include "transport/shm/shm_transport.h"
 #include "common/error.h"
 #include "common/half.h"
 #include "test/harness.h"
@@ -922,6 +923,88 @@ NODECCL_TEST(coll_staged_falls_back_when_a_window_is_too_small) {
                 DataType::kFloat32, "allReduce after a fall back");
   }, o);
   ::unsetenv("NODECCL_SHM_WINDOW_MB");
+}
+
+// ---- shared arrays (transport/shm/shared_heap.h): the staged all-reduce in place -----------
+
+namespace {
+
+// `bytes` of this rank's shared heap, handed back when it goes out of scope.
+struct SharedBuf {
+  std::shared_ptr<SharedHeap> heap;
+  unsigned char* p = nullptr;
+  SharedBuf(Communicator& comm, size_t bytes) : heap(comm.shm() ? comm.shm()->heap() : nullptr) {
+    std::string why;
+    if (heap) p = static_cast<unsigned char*>(heap->allocate(bytes, &why));
+    if (p == nullptr) throw Error(ErrorCode::kIo, "no shared buffer: " + why);
+  }
+  ~SharedBuf() { heap->release(p); }
+  SharedBuf(const SharedBuf&) = delete;
+  SharedBuf& operator=(const SharedBuf&) = delete;
+};
+
+}  // namespace
+
+// Every rank's buffer shared (each rank writes its segment into every buffer), or only the
+// odd ranks' (the others stage, and the shared ones are read in place): every world size,
+// dtype and op, and counts over several 16 Ki-element chunks, bitwise equal to the reference.
+NODECCL_TEST(coll_allreduce_shared_arrays_every_size_dtype_op) {
+  CommOptions o = testOptions();
+  o.algo = "staged";
+  for (const char* who : {"every rank", "odd ranks"}) {
+    for (int n : kWorldSizes) {
+      if (n == 1) continue;  // no shared memory transport for a single rank
+      runWorld(n, [&](Communicator& comm) {
+        const bool mine = who[0] == 'e' || comm.rank() % 2 == 1;
+        for (DataType t : kAllTypes) {
+          for (ReduceOp op : kAllOps) {
+            for (size_t count : {size_t(0), size_t(1), size_t(13), size_t(4099),
+                                 size_t(16384) * 3 + 5}) {
+              Bytes in = makeInput(comm.rank(), count, t, op);
+              const size_t bytes = in.size();
+              SharedBuf buf(comm, bytes);
+              Bytes plain = in;
+              unsigned char* data = mine ? buf.p : plain.data();
+              if (bytes > 0) std::memcpy(data, in.data(), bytes);
+              allReduce(comm, data, count, t, op);
+              Bytes got(data, data + bytes);
+              if (!expectBytes(got, expectedReduction(n, count, t, op), t,
+                               describe("allReduce", comm, count, t,
+                                        strcat("shared on ", who, " ", reduceOpName(op))
+                                            .c_str()))) {
+                return;
+              }
+            }
+          }
+        }
+      }, o);
+    }
+  }
+}
+
+// The same arrays reused call after call, sizes changing, one rank sometimes late: a rank
+// that runs ahead writes into its peers' arrays only once they have entered the same call.
+NODECCL_TEST(coll_allreduce_shared_arrays_back_to_back) {
+  for (int n : {2, 3, 4}) {
+    runWorld(n, [&](Communicator& comm) {
+      const int r = comm.rank();
+      SharedBuf buf(comm, 40000 * 4);
+      auto* x = reinterpret_cast<float*>(buf.p);
+      for (int k = 0; k < 40; ++k) {
+        if (r == k % n && k % 3 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        const size_t count = 1 + size_t(k) * 977 % 40000;
+        for (size_t i = 0; i < count; ++i) x[i] = float(r + k) + float(i % 7);
+        allReduce(comm, x, count, DataType::kFloat32, ReduceOp::kSum);
+        for (size_t i = 0; i < count; ++i) {
+          const float want = float(n * k + n * (n - 1) / 2) + float(n) * float(i % 7);
+          if (x[i] != want) {
+            fail(strcat("rank ", r, " call ", k, " element ", i, ": ", x[i], " != ", want));
+            return;
+          }
+        }
+      }
+    }, testOptions());
+  }
 }
 
 // ---- jobs over several hosts (hybrid transport, hierarchical all-reduce) ------------------

@@ -4,6 +4,7 @@
 // non-blocking small-message path, a dead peer on shm, failed calls leaving buffers unchanged,
 // and no segment left in /dev/shm.
 #include <dirent.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,6 +16,7 @@
 #include "coll/collectives.h"
 #include "coll/direct.h"
 #include "common/error.h"
+#include "transport/shm/shm_transport.h"
 #include "test/harness.h"
 #include "test/world.h"
 
@@ -177,6 +179,77 @@ NODECCL_TEST(shm_dead_peer_fails_promptly_naming_it_and_leaves_data_unchanged) {
     }, opts("shm", a));
   }
   EXPECT_EQ(shmEntries(), size_t(0));
+}
+
+// The shared heap's allocator on a file of its own: page rounding, first fit, merging of
+// freed neighbours, ranges checked whole, and a full heap refused with a message that says
+// how large the largest free range is.
+NODECCL_TEST(shm_shared_heap_allocates_merges_and_refuses) {
+  int fd = ::memfd_create("nodeccl-test-heap", MFD_CLOEXEC);
+  EXPECT_TRUE(fd >= 0);
+  const size_t page = SharedHeap::kPage;
+  EXPECT_EQ(::ftruncate(fd, off_t(8 * page)), 0);
+  SharedHeap heap(fd, 0, 8 * page);  // the first page is the control page: 7 to hand out
+  std::string why;
+  auto* a = static_cast<unsigned char*>(heap.allocate(1, &why));
+  auto* b = static_cast<unsigned char*>(heap.allocate(2 * page, &why));
+  auto* c = static_cast<unsigned char*>(heap.allocate(0, &why));
+  EXPECT_TRUE(a != nullptr && b != nullptr && c != nullptr);
+  EXPECT_EQ(b - a, long(page));
+  EXPECT_EQ(c - b, long(2 * page));
+  EXPECT_EQ(heap.offsetOf(b + 8, 2 * page - 8), int64_t(2 * page + 8));
+  EXPECT_EQ(heap.offsetOf(b + 8, 2 * page), int64_t(-1));  // runs past its allocation
+  EXPECT_EQ(heap.offsetOf(heap.base(), 8), int64_t(-1));   // the control page
+  std::vector<char> plain(16);
+  EXPECT_EQ(heap.offsetOf(plain.data(), 16), int64_t(-1));
+  b[0] = 7;
+  heap.release(a);
+  heap.release(b);  // merges with a's pages: 3 pages free in front of c
+  auto* d = static_cast<unsigned char*>(heap.allocate(3 * page, &why));
+  EXPECT_TRUE(d == a);
+  EXPECT_EQ(int(d[page]), 0);  // punched out: zero again
+  EXPECT_TRUE(heap.allocate(4 * page, &why) == nullptr);
+  EXPECT_TRUE(why.find("largest free: " + std::to_string(3 * page)) != std::string::npos);
+  heap.release(c);
+  heap.release(d);
+  EXPECT_TRUE(heap.allocate(7 * page, &why) != nullptr);  // everything merged back
+}
+
+// A rank that gives up on an all-reduce of shared arrays (its timeout ran out while its peer
+// was late) says its array may hold partial results, and marks its heap; the late peer then
+// finds the mark before writing into that array and fails too, instead of writing into an
+// array its owner has taken back.
+NODECCL_TEST(shm_shared_allreduce_gives_up_and_peers_stop_writing) {
+  runWorld(2, [&](Communicator& c) {
+    std::shared_ptr<SharedHeap> heap = c.shm()->heap();
+    std::string why;
+    const size_t count = 1 << 16;
+    auto* x = static_cast<float*>(heap->allocate(count * 4, &why));
+    for (size_t i = 0; i < count; ++i) x[i] = 1.0f;
+    try {
+      if (c.rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      allReduce(c, x, count, DataType::kFloat32, ReduceOp::kSum,
+                c.rank() == 1 ? Millis(100) : Millis(0));
+      fail(strcat("rank ", c.rank(), ": expected the all-reduce to fail"));
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      if (c.rank() == 1) {
+        EXPECT_EQ(int(e.code()), int(ErrorCode::kTimeout));
+        EXPECT_TRUE(m.find("may hold partial results") != std::string::npos);
+      } else {
+        EXPECT_TRUE(m.find("rank 1") != std::string::npos);
+      }
+    }
+    if (c.rank() == 1) {  // rank 0 found the mark before its first write: nothing changed
+      for (size_t i = 0; i < count; ++i) {
+        if (x[i] != 1.0f) {
+          fail(strcat("rank 1's array changed at ", i, ": ", x[i]));
+          break;
+        }
+      }
+    }
+    heap->release(x);
+  }, opts("shm", "staged"));
 }
 
 NODECCL_TEST(shm_forced_algorithm_names_are_checked) {

@@ -37,6 +37,20 @@ describe('a world of one', () => {
     expect(t.shape).toEqual([1, 2]);
   });
 
+  it('hands out plain arrays from allocShared without a shared heap, or refuses if required',
+    async () => {
+      const a = comm.allocShared('bfloat16', 5);
+      expect(a).toBeInstanceOf(Uint16Array);
+      expect(a.length).toBe(5);
+      expect(comm.isShared(a)).toBe(false);
+      expect(() => comm.allocShared('float32', 4, { required: true }))
+        .toThrow(/rank 0: allocShared\('float32', 4\) has no shared memory: .*transport none/);
+      expect(() => comm.allocShared('float32', -1)).toThrow(NodecclRangeError);
+      expect(() => comm.allocShared('float33' as never, 1)).toThrow(/dtype/);
+      expect(() => comm.allocShared('float32', 1, { require: true } as never))
+        .toThrow(/require/);
+    });
+
   it('accepts empty tensors', async () => {
     await comm.allReduce(new Float32Array(0));
     await comm.broadcast(new Uint8Array(0));

@@ -2,20 +2,25 @@
 // Real processes over loopback: every collective, dtype and op against a reference, for world
 // sizes 1-4 (the C++ suite covers up to 8 ranks as threads), and a killed peer.
 import { describe, expect, it } from 'vitest';
-import { lastJson, runRanks } from '../helpers/world';
+import { lastJson, type RankResult, runRanks } from '../helpers/world';
+
+// Every rank of a collectives.js run checked its results (over 100 of them) and all passed.
+function expectAllChecked(results: RankResult[]): void {
+  for (const r of results) {
+    const out = lastJson(r);
+    expect(out.error, r.stderr).toBeUndefined();
+    expect(out.failures).toEqual([]);
+    expect(out.checks).toBeGreaterThan(100);
+    expect(r.code).toBe(0);
+  }
+}
 
 describe('collectives across processes', () => {
   for (const n of [1, 2, 3, 4]) {
     it(`all collectives, all dtypes and ops, ${n} rank(s)`, async () => {
       const env: Record<string, string> = n === 4 ? { COUNTS: '0,1,13,1000' } : {};
       const results = await runRanks('collectives.js', n, { env, timeoutMs: 100_000 });
-      for (const r of results) {
-        const out = lastJson(r);
-        expect(out.error, r.stderr).toBeUndefined();
-        expect(out.failures).toEqual([]);
-        expect(out.checks).toBeGreaterThan(100);
-        expect(r.code).toBe(0);
-      }
+      expectAllChecked(results);
     });
   }
 });
@@ -33,13 +38,25 @@ describe('collectives across processes, per transport and algorithm', () => {
     it(`NODECCL_TRANSPORT=${transport} NODECCL_ALGO=${algo}, ${n} ranks`, async () => {
       const env = { NODECCL_TRANSPORT: transport, NODECCL_ALGO: algo, COUNTS: '0,7,9000' };
       const results = await runRanks('collectives.js', n, { env, timeoutMs: 100_000 });
-      for (const r of results) {
-        const out = lastJson(r);
-        expect(out.error, r.stderr).toBeUndefined();
-        expect(out.failures).toEqual([]);
-        expect(out.checks).toBeGreaterThan(100);
-        expect(r.code).toBe(0);
-      }
+      expectAllChecked(results);
+    });
+  }
+});
+
+// All-reduces on arrays from allocShared: in place on every rank's shared array (2 ranks, auto
+// and staged forced, over counts up to 65537), and where there is no shared heap (TCP), where
+// allocShared hands out plain arrays.
+describe('all-reduce on shared arrays (allocShared)', () => {
+  const cases: Array<[string, string, number, string]> = [
+    ['shm', 'auto', 2, 'required'], ['shm', 'staged', 3, 'required'],
+    ['tcp', 'auto', 2, 'optional'],
+  ];
+  for (const [transport, algo, n, shared] of cases) {
+    it(`NODECCL_TRANSPORT=${transport} NODECCL_ALGO=${algo}, ${n} ranks, ${shared}`, async () => {
+      const env = { NODECCL_TRANSPORT: transport, NODECCL_ALGO: algo, SHARED: shared,
+        COUNTS: n === 2 ? '0,1,7,9000,65537' : '0,7,9000' };
+      const results = await runRanks('collectives.js', n, { env, timeoutMs: 100_000 });
+      expectAllChecked(results);
     });
   }
 });

@@ -238,11 +238,23 @@ std::string ShmTransport::createWindow() {
   std::string name = randomName(rank_) + "-w";
   int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) return strcat("shm_open(", name, ") failed: ", std::strerror(errno));
-  void* p = ::ftruncate(fd, static_cast<off_t>(bytes)) == 0
+  // The file: the window (bytes), then the shared heap (as many bytes), both sparse.
+  void* p = ::ftruncate(fd, static_cast<off_t>(2 * bytes)) == 0
                 ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
                 : MAP_FAILED;
-  if (p == MAP_FAILED) {
-    std::string why = strcat("window of ", bytes, " bytes: ", std::strerror(errno));
+  std::string why = p == MAP_FAILED ? strcat("window of ", bytes, " bytes: ",
+                                             std::strerror(errno)) : "";
+  if (why.empty()) {
+    int heapFd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    try {
+      if (heapFd < 0) throw Error(ErrorCode::kIo, strcat("dup: ", std::strerror(errno)));
+      heap_ = std::make_shared<SharedHeap>(heapFd, bytes, bytes);
+    } catch (const Error& e) {
+      why = e.what();
+      ::munmap(p, bytes);
+    }
+  }
+  if (!why.empty()) {
     ::close(fd);
     ::shm_unlink(name.c_str());
     return why;
@@ -263,10 +275,11 @@ std::string ShmTransport::mapWindow(int peer, const std::string& name) {
   struct stat st {};
   std::string why;
   void* p = MAP_FAILED;
-  if (::fstat(fd, &st) != 0 || size_t(st.st_size) != winBytes_) {
-    why = strcat("rank ", peer, "'s window has ", st.st_size, " bytes, this rank's ", winBytes_);
+  if (::fstat(fd, &st) != 0 || size_t(st.st_size) != 2 * winBytes_) {
+    why = strcat("rank ", peer, "'s window file has ", st.st_size, " bytes, this rank's ",
+                 2 * winBytes_);
   } else {
-    p = ::mmap(nullptr, winBytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    p = ::mmap(nullptr, 2 * winBytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) why = strcat("mmap of rank ", peer, "'s window: ", std::strerror(errno));
   }
   ::close(fd);
@@ -589,10 +602,14 @@ void ShmTransport::unmapAll() {
   }
   if (!ownName_.empty()) ::shm_unlink(ownName_.c_str());
   ownName_.clear();
-  for (auto& w : winBase_) {
-    if (w != nullptr) ::munmap(w, winBytes_);
-    w = nullptr;
+  // This rank maps its window only (its heap is the heap's own mapping, which lives on while
+  // arrays allocated from it do); peers' mappings cover window and heap.
+  for (size_t r = 0; r < winBase_.size(); ++r) {
+    if (winBase_[r] != nullptr) ::munmap(winBase_[r], (int(r) == rank_ ? 1 : 2) * winBytes_);
+    winBase_[r] = nullptr;
   }
+  if (heap_) heap_->detach();
+  heap_.reset();
   if (!ownWinName_.empty()) ::shm_unlink(ownWinName_.c_str());
   ownWinName_.clear();
   if (winFd_ >= 0) ::close(winFd_);

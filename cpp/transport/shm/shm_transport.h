@@ -18,7 +18,9 @@
 // that every rank maps too. Collectives that stage data for their peers to read in place
 // (coll/*_staged.cc) write only into their own window and read the others'. Pages are backed
 // on demand by the owner (fallocate, so a full /dev/shm is an error, never a SIGBUS), and each
-// window is cut into two halves used by alternate staged calls (see windowHalf).
+// window is cut into two halves used by alternate staged calls (see windowHalf). The file
+// holds, after the window, the rank's shared heap (shared_heap.h): arrays allocated there are
+// read and written in place by the peers' collectives, with no staging copy.
 //
 // In a job that spans hosts the transport joins only the ranks of one host (`members`); the
 // hybrid transport (transport/hybrid/) sends to the other hosts' ranks over TCP.
@@ -34,6 +36,7 @@
 
 #include "store/store.h"
 #include "transport/header.h"
+#include "transport/shm/shared_heap.h"
 #include "transport/tcp/tcp_transport.h"
 #include "transport/transport.h"
 
@@ -84,6 +87,8 @@ class ShmTransport : public Transport {
   // alternate, so a call's writes never meet a peer still reading the previous call's half.
   // Every rank must start the same staged calls in the same order (as it calls collectives).
   int nextWindowHalf() { return static_cast<int>(windowCalls_++ & 1); }
+  // How many staged calls have started (nextWindowHalf): a call's number, on every rank.
+  uint64_t windowCalls() const { return windowCalls_; }
   // Half `half` of `peer`'s window (this rank's own included), mapped in this process.
   unsigned char* window(int peer, int half) const {
     return winBase_[static_cast<size_t>(peer)] + static_cast<size_t>(half) * windowHalfBytes();
@@ -91,6 +96,13 @@ class ShmTransport : public Transport {
   // Backs the first `bytes` of this rank's own half `half` with memory. False, with *why, when
   // /dev/shm cannot hold them (nothing else is changed); a staged call then falls back.
   bool backWindow(int half, size_t bytes, std::string* why);
+  // This rank's shared heap (null without usable windows), and where `peer`'s heap (this
+  // rank's own included) is mapped in this process.
+  std::shared_ptr<SharedHeap> heap() const { return windowsOk_ ? heap_ : nullptr; }
+  unsigned char* heapBase(int peer) const {
+    return peer == rank_ ? heap_->base()
+                         : winBase_[static_cast<size_t>(peer)] + winBytes_;
+  }
   void abort(const std::string& reason) override;
   void close() override;
 
@@ -144,6 +156,7 @@ class ShmTransport : public Transport {
   size_t winBytes_ = 0;              // bytes of every window (the same on all ranks)
   std::vector<unsigned char*> winBase_;  // winBase_[r]: rank r's window, mapped here
   size_t winBacked_[2] = {0, 0};     // bytes of each own half backed so far
+  std::shared_ptr<SharedHeap> heap_; // this rank's heap (the file's second winBytes_)
   bool windowsOk_ = false;
   uint64_t windowCalls_ = 0;         // staged calls started (nextWindowHalf)
   MessageSteps steps_;               // header step numbers (transport/header.h)
