@@ -47,6 +47,8 @@ function notesFor(run, world, coll) {
     if (impl.missing) notes.push(`${impl.title}: MISSING - ${impl.missing}`);
     else if (job && job.unsupported[coll]) {
       notes.push(`${impl.title}: not supported - ${job.unsupported[coll]}`);
+    } else if (job && job.skipped && job.skipped[coll]) {
+      notes.push(`${impl.title}: not run - ${job.skipped[coll]}`);
     } else if (job && job.error) notes.push(`${impl.title}: FAILED - ${job.error.split('\n')[0]}`);
   }
   return notes;
@@ -62,9 +64,11 @@ function tableOf(run, world, coll) {
     header.push(`${impl.title} us`, 'algbw', 'busbw');
   }
   header.push('#wrong', 'memcpy');
-  const peers = impls.filter((i) => i.name !== 'nodeccl');
-  const hasNodeccl = impls.some((i) => i.name === 'nodeccl');
-  if (hasNodeccl) for (const p of peers) header.push(`x ${p.title}`);
+  // Ratio columns: each nodeccl variant (plain arrays, shared arrays) over each peer.
+  const ours = impls.filter((i) => i.name.startsWith('nodeccl') &&
+    i.job.results.some((r) => r.coll === coll));
+  const peers = impls.filter((i) => !i.name.startsWith('nodeccl'));
+  for (const o of ours) for (const p of peers) header.push(`${ratioPrefix(o)}x ${p.title}`);
 
   // Rows keyed by the bytes the workers report (all-gather and reduce-scatter round S down to
   // a multiple of 4n), in increasing size.
@@ -84,8 +88,8 @@ function tableOf(run, world, coll) {
     });
     row.push(found.map((r) => (r ? String(r.wrong) : '-')).join('/'));
     row.push(memcpyAt(world.memcpy, bytes).toFixed(2));
-    if (hasNodeccl) {
-      const mine = busbw[impls.findIndex((i) => i.name === 'nodeccl')];
+    for (const o of ours) {
+      const mine = busbw[impls.indexOf(o)];
       for (const p of peers) {
         const theirs = busbw[impls.indexOf(p)];
         row.push(Number.isFinite(mine / theirs) ? `${(mine / theirs).toFixed(2)}x` : '-');
@@ -96,6 +100,11 @@ function tableOf(run, world, coll) {
   return { header, rows };
 }
 
+// "" for nodeccl on plain arrays, "shared " for nodeccl on arrays from allocShared.
+function ratioPrefix(impl) {
+  return impl.name === 'nodeccl' ? '' : `${impl.name.slice('nodeccl-'.length)} `;
+}
+
 function titleLine(world, coll) {
   return `${TITLES[coll]}, ${world.n} ranks, float32 - ${BUS[coll].text}`;
 }
@@ -103,7 +112,8 @@ function titleLine(world, coll) {
 // Printed under every title: what the short column names mean.
 const LEGEND = 'size in bytes; <impl> us: median time in microseconds; algbw = S / time and ' +
   'busbw in GB/s; #wrong per implementation; memcpy: one core copying S bytes, GB/s; ' +
-  'x <peer>: nodeccl busbw / peer busbw';
+  'x <peer>: nodeccl busbw / peer busbw; nodeccl shared, shared x <peer>: the same on arrays ' +
+  'from comm.allocShared';
 
 /** Prints every collective's table for one world, aligned, with its notes. */
 function printTables(run, world) {

@@ -2,6 +2,8 @@
 // One nodeccl rank of the collectives bench, started by bench/collectives.js through the
 // launcher (nodeccl-run -np N). For each collective and size: fill a known pattern, run once
 // and count wrong elements, warm up, then time iterations; rank 0 prints one RESULT line each.
+// NODECCL_BENCH_SHARED=1: the buffers come from comm.allocShared (collectives.js runs only
+// all-reduce so: the other collectives stage shared arrays like plain ones).
 'use strict';
 
 const { parsePlan, blockCount, itersFor, warmupFor, median } = require('./plan');
@@ -84,7 +86,10 @@ async function main() {
   // One pair of buffers of the largest size, written once (first-touch page faults are not
   // part of a collective), reused through views.
   const maxCount = Math.max(...plan.sizes) / 4;
-  const store = { a: new Float32Array(maxCount), b: new Float32Array(maxCount) };
+  const shared = process.env.NODECCL_BENCH_SHARED === '1';
+  const alloc = (n) => (shared ? comm.allocShared('float32', n, { required: true })
+    : new Float32Array(n));
+  const store = { a: alloc(maxCount), b: alloc(maxCount) };
   store.a.fill(1);
   store.b.fill(1);
   for (const coll of plan.colls) {
