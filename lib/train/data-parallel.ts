@@ -128,9 +128,11 @@ export class DataParallel {
     this.timeoutMs = opts.timeoutMs ?? comm.timeoutMs;
     this.compression = opts.compression;
 
-    // One flat buffer per bucket; each gradient is a view at its slot.
+    // One flat buffer per bucket; each gradient is a view at its slot. Buckets are shared
+    // arrays where the ranks share a host (Communicator.allocShared: the all-reduce then works
+    // on them in place, without staging copies), plain arrays elsewhere.
     this.plan = planBuckets(sizes, bucketBytes);
-    this.buckets = this.plan.lengths.map((n) => new Float32Array(n));
+    this.buckets = this.plan.lengths.map((n) => comm.allocShared('float32', n));
     this.grads = sizes.map((n, i) => {
       const { bucket, offset } = this.plan.slots[i];
       return this.buckets[bucket].subarray(offset, offset + n);

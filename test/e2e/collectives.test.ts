@@ -61,6 +61,21 @@ describe('all-reduce on shared arrays (allocShared)', () => {
   }
 });
 
+describe('arrays from allocShared', () => {
+  it('are shared, zero-filled, reduced through views, and outlive destroy(), 2 and 3 ranks',
+    async () => {
+      for (const n of [2, 3]) {
+        const results = await runRanks('shared-arrays.js', n, { timeoutMs: 60_000 });
+        for (const r of results) {
+          const out = lastJson(r);
+          expect(out.error, r.stderr).toBeUndefined();
+          expect(out.failures).toEqual([]);
+          expect(r.code).toBe(0);
+        }
+      }
+    });
+});
+
 describe('a peer that dies', () => {
   it('fails the pending all-reduce on every other rank, naming the lost rank', async () => {
     const results = await runRanks('peer-lost.js', 3, { env: { KILL_RANK: '1' } });
