@@ -111,14 +111,12 @@ function planArgs(opts) {
 
 /**
  * Runs one command (or several at once, for Gloo's ranks), parsing "RESULT {json}" and
- * "UNSUPPORTED coll why" and "SKIPPED coll why" lines from stdout as they come. Resolves to
- * {results, unsupported, skipped, error}: error is a message when any process failed, with the
- * tail of its stderr.
+ * "UNSUPPORTED coll why" lines from stdout as they come. Resolves to {results, unsupported,
+ * error}: error is a message when any process failed, with the tail of its stderr.
  */
 function runJob(label, commands, timeoutS) {
   const results = [];
   const unsupported = {};
-  const skipped = {};
   const errors = [];
   const procs = commands.map(({ cmd, args, env }) => {
     const child = spawn(cmd, args, { env: { ...process.env, ...env },
@@ -136,9 +134,9 @@ function runJob(label, commands, timeoutS) {
           results.push(r);
           process.stderr.write(`  ${label} ${r.coll} ${r.bytes} B: ${r.us.toFixed(1)} us` +
             `${r.wrong ? ` (${r.wrong} WRONG)` : ''}\n`);
-        } else if (line.startsWith('UNSUPPORTED ') || line.startsWith('SKIPPED ')) {
-          const [kind, coll, ...why] = line.split(' ');
-          (kind === 'SKIPPED' ? skipped : unsupported)[coll] = why.join(' ');
+        } else if (line.startsWith('UNSUPPORTED ')) {
+          const [, coll, ...why] = line.split(' ');
+          unsupported[coll] = why.join(' ');
         }
       }
     });
@@ -160,7 +158,7 @@ function runJob(label, commands, timeoutS) {
   }, timeoutS * 1000);
   return Promise.all(procs).then(() => {
     clearTimeout(timer);
-    return { results, unsupported, skipped, error: errors.length ? errors.join('\n') : null };
+    return { results, unsupported, error: errors.length ? errors.join('\n') : null };
   });
 }
 
@@ -202,14 +200,11 @@ const IMPLEMENTATIONS = {
         ...planArgs(opts)] }];
     },
   },
-  // The same worker with its buffers from comm.allocShared (arrays every local rank maps, which
-  // the all-reduce works on in place); all-reduce only, as the others stage them like plain
-  // arrays.
+  // The same worker with its buffers from comm.allocShared: arrays every local rank maps,
+  // which the collectives read (and the all-reduce writes) in place instead of staging them.
   'nodeccl-shared': {
     title: 'nodeccl shared',
     check() { return IMPLEMENTATIONS.nodeccl.check(); },
-    skips: (coll) => (coll === 'allreduce' ? null : 'the others stage shared arrays like plain ' +
-      'ones (see nodeccl); only all-reduce works on them in place'),
     async commands(n, opts) {
       const [job] = await IMPLEMENTATIONS.nodeccl.commands(n, opts);
       return [{ ...job, env: { NODECCL_BENCH_SHARED: '1' } }];
@@ -296,21 +291,18 @@ async function main() {
     for (const coll of opts.colls) {
       for (const name of opts.impls) {
         if (run.impls[name].missing) continue;
-        const skip = IMPLEMENTATIONS[name].skips?.(coll);
         process.stderr.write(`# ${n} ranks: ${IMPLEMENTATIONS[name].title} ${coll}...\n`);
         const t0 = Date.now();
-        const job = skip ? { results: [], unsupported: {}, skipped: { [coll]: skip }, error: null }
-          : await runJob(`[${name} n=${n}]`,
-            await IMPLEMENTATIONS[name].commands(n, { ...opts, colls: [coll] }), opts.timeout);
+        const job = await runJob(`[${name} n=${n}]`,
+          await IMPLEMENTATIONS[name].commands(n, { ...opts, colls: [coll] }), opts.timeout);
         if (job.error) {
           console.log(`# ${IMPLEMENTATIONS[name].title}, ${n} ranks, ${coll}: FAILED - ` +
             job.error);
         }
-        const all = world.byImpl[name] ??= { results: [], unsupported: {}, skipped: {},
-          error: null, seconds: 0 };
+        const all = world.byImpl[name] ??= { results: [], unsupported: {}, error: null,
+          seconds: 0 };
         all.results.push(...job.results);
         Object.assign(all.unsupported, job.unsupported);
-        Object.assign(all.skipped, job.skipped);
         if (job.error) all.error = all.error ? `${all.error}\n${job.error}` : job.error;
         all.seconds += (Date.now() - t0) / 1e3;
       }

@@ -47,8 +47,6 @@ function notesFor(run, world, coll) {
     if (impl.missing) notes.push(`${impl.title}: MISSING - ${impl.missing}`);
     else if (job && job.unsupported[coll]) {
       notes.push(`${impl.title}: not supported - ${job.unsupported[coll]}`);
-    } else if (job && job.skipped && job.skipped[coll]) {
-      notes.push(`${impl.title}: not run - ${job.skipped[coll]}`);
     } else if (job && job.error) notes.push(`${impl.title}: FAILED - ${job.error.split('\n')[0]}`);
   }
   return notes;

@@ -2,8 +2,7 @@
 // One nodeccl rank of the collectives bench, started by bench/collectives.js through the
 // launcher (nodeccl-run -np N). For each collective and size: fill a known pattern, run once
 // and count wrong elements, warm up, then time iterations; rank 0 prints one RESULT line each.
-// NODECCL_BENCH_SHARED=1: the buffers come from comm.allocShared (collectives.js runs only
-// all-reduce so: the other collectives stage shared arrays like plain ones).
+// NODECCL_BENCH_SHARED=1: the buffers come from comm.allocShared (read in place by the peers).
 'use strict';
 
 const { parsePlan, blockCount, itersFor, warmupFor, median } = require('./plan');

@@ -32,22 +32,31 @@ std::unique_ptr<StagedOp> startAllGatherStaged(Communicator& comm, const void* i
 
   const void* src = stagedBytes(in);
   unsigned char* dst = stagedBytes(out);
-  const StagedCall call = beginStaged(comm, block);
+  auto shared = std::make_shared<StagedShared>();
+  shared->mine = sharedOffset(comm, in, block);
+  const StagedCall call = beginStaged(comm, shared->mine >= 0 ? 0 : block);
+  shared->call = call.id;
   const bool stream = stagedStreams(comm, size_t(n + 1) * block);  // its output, its window
-  if (call.ok) stagedCopy(call.shm->window(r, call.half), src, block, stream);
-  traceStaging(comm, call, block);
+  if (call.ok && shared->mine < 0) stagedCopy(call.shm->window(r, call.half), src, block, stream);
+  traceStaging(comm, call, shared->mine >= 0 ? 0 : block);
 
-  // Once every block is in shared memory (this rank's own in its input, which may be `out`'s
-  // block r itself: memmove), copy them all out.
-  auto copyOut = [=] {
-    for (int q = 0; q < n; ++q) {
-      if (q == r) std::memmove(dst + size_t(r) * block, src, block);
-      else stagedCopy(dst + size_t(q) * block, call.shm->window(q, call.half), block, stream);
-    }
-  };
+  // Once every block is in shared memory (a rank's staged copy, or its shared input; this
+  // rank's own in its input, which may be `out`'s block r itself), copy them all out.
   Communicator* c = &comm;
+  auto copyOut = [=] {
+    const StagedShared& sh = *shared;
+    for (int q = 0; q < n; ++q) {
+      unsigned char* to = dst + size_t(q) * block;
+      const unsigned char* from = q == r ? static_cast<const unsigned char*>(src)
+                                  : sh.at[size_t(q)] ? sh.at[size_t(q)]
+                                                     : call.shm->window(q, call.half);
+      if (q == r && to != from) std::memmove(to, from, block);
+      else if (q != r) stagedCopy(to, from, block, stream);
+    }
+    for (int q = 0; q < n; ++q) sh.checkPeer(*c, q, "reading");
+  };
   auto ring = [=] { allGatherRingCore(*c, src, dst, count, dtype); };
-  return std::make_unique<StagedOp>(comm, call.ok, nullptr, copyOut, ring, "copy out");
+  return std::make_unique<StagedOp>(comm, call.ok, nullptr, copyOut, ring, "copy out", shared);
 }
 
 }  // namespace nodeccl

@@ -48,6 +48,7 @@ std::unique_ptr<StagedOp> startAllReduceStaged(Communicator& comm, void* data, s
   const Segments seg = Segments::split(count, n);
   auto shared = std::make_shared<StagedShared>();
   shared->mine = sharedOffset(comm, data, count * elem);
+  shared->written = true;
   // Rank q's half: segments other than q, packed in order, then q's result 64-byte aligned;
   // when q's buffer is shared, nothing is staged and the result is at 0.
   auto resultAt = [count, seg, elem](int q, bool isShared) {

@@ -22,17 +22,25 @@ std::unique_ptr<StagedOp> startBroadcastStaged(Communicator& comm, void* data, s
 
   unsigned char* user = stagedBytes(data);
   const bool isRoot = comm.rank() == root;
-  const StagedCall call = beginStaged(comm, isRoot ? bytes : 0);
+  // Only the root's buffer is read by others: a shared one is read in place, not staged.
+  auto shared = std::make_shared<StagedShared>();
+  shared->mine = isRoot ? sharedOffset(comm, data, bytes) : -1;
+  const bool stages = isRoot && shared->mine < 0;
+  const StagedCall call = beginStaged(comm, stages ? bytes : 0);
+  shared->call = call.id;
   const bool stream = stagedStreams(comm, bytes);  // every rank's buffer
-  if (call.ok && isRoot) stagedCopy(call.shm->window(root, call.half), user, bytes, stream);
-  traceStaging(comm, call, isRoot ? bytes : 0);
+  if (call.ok && stages) stagedCopy(call.shm->window(root, call.half), user, bytes, stream);
+  traceStaging(comm, call, stages ? bytes : 0);
 
-  auto copyOut = [=] {
-    if (!isRoot) stagedCopy(user, call.shm->window(root, call.half), bytes, stream);
-  };
   Communicator* c = &comm;
+  auto copyOut = [=] {
+    if (isRoot) return;
+    const unsigned char* from = shared->at[size_t(root)];
+    stagedCopy(user, from ? from : call.shm->window(root, call.half), bytes, stream);
+    shared->checkPeer(*c, root, "reading");
+  };
   auto ring = [=] { broadcastChain(*c, user, bytes, root); };
-  return std::make_unique<StagedOp>(comm, call.ok, nullptr, copyOut, ring, "copy out");
+  return std::make_unique<StagedOp>(comm, call.ok, nullptr, copyOut, ring, "copy out", shared);
 }
 
 }  // namespace nodeccl

@@ -38,33 +38,41 @@ std::unique_ptr<StagedOp> startReduceScatterStaged(Communicator& comm, const voi
 
   // Rank q's half holds the blocks other than q, packed in order.
   auto stagedAt = [block](int q, int k) { return size_t(k - (k > q ? 1 : 0)) * block; };
-  const StagedCall call = beginStaged(comm, size_t(n - 1) * block);
+  auto shared = std::make_shared<StagedShared>();
+  shared->mine = sharedOffset(comm, in, size_t(n) * block);
+  const bool stages = shared->mine < 0;
+  const StagedCall call = beginStaged(comm, stages ? size_t(n - 1) * block : 0);
+  shared->call = call.id;
   const unsigned char* user = stagedBytes(in);
   void* dst = stagedBytes(out);
   unsigned char* mine = call.shm->window(r, call.half);
   const bool stream = stagedStreams(comm, 2 * size_t(n) * block);  // its input, its window
 
-  // 1. Stage the blocks before and after this rank's own.
-  if (call.ok) {
+  // 1. Stage the blocks before and after this rank's own (none from a shared input).
+  if (call.ok && stages) {
     stagedCopy(mine, user, size_t(r) * block, stream);
     stagedCopy(mine + size_t(r) * block, user + size_t(r + 1) * block,
                size_t(n - 1 - r) * block, stream);
   }
-  traceStaging(comm, call, size_t(n - 1) * block);
+  traceStaging(comm, call, stages ? size_t(n - 1) * block : 0);
 
   // 2. Once every rank has staged: this rank's block, reduced from every rank's copy straight
   // into the output. (When one could not stage, all take the ring in the same call.)
   Communicator* c = &comm;
   auto reduce = [=] {
+    const StagedShared& sh = *shared;
     std::vector<const void*> blocks(static_cast<size_t>(n));
     for (int q = 0; q < n; ++q) {
-      blocks[static_cast<size_t>(q)] = q == r ? user + size_t(r) * block
-                                              : call.shm->window(q, call.half) + stagedAt(q, r);
+      const size_t k = static_cast<size_t>(q);
+      blocks[k] = q == r      ? user + size_t(r) * block
+                  : sh.at[k]  ? sh.at[k] + size_t(r) * block
+                              : call.shm->window(q, call.half) + stagedAt(q, r);
     }
     reduceBlocksTo(*c, blocks, dst, count, dtype, op, stream);
+    for (int q = 0; q < n; ++q) sh.checkPeer(*c, q, "reading");
   };
   auto ring = [=] { reduceScatterRingCore(*c, user, dst, count, dtype, op); };
-  return std::make_unique<StagedOp>(comm, call.ok, nullptr, reduce, ring, "reduce");
+  return std::make_unique<StagedOp>(comm, call.ok, nullptr, reduce, ring, "reduce", shared);
 }
 
 }  // namespace nodeccl

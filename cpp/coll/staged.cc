@@ -109,6 +109,14 @@ void StagedOp::afterFirst() {
     run(middle_, "reduce");
     post(true);
     state_ = State::kSecond;
+  } else if (shared_ && shared_->any()) {
+    // The last work read shared arrays in place: one more exchange keeps their owners in the
+    // call until every reader is done (staged.h).
+    run(last_, lastName_);
+    wrote_ = true;
+    last_ = [] {};
+    post(true);
+    state_ = State::kSecond;
   } else {
     run(last_, lastName_);
     state_ = State::kDone;
@@ -116,13 +124,23 @@ void StagedOp::afterFirst() {
 }
 
 void StagedOp::failed(const Error& e) {
-  if (!shared_ || shared_->mine < 0) throw;
-  // Peers may still read or write this rank's array: tell them first (see staged.h).
-  SharedHeap::gaveUp(comm_.shm()->heapBase(comm_.rank())).store(shared_->call + 1);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  throw Error(e.code(), strcat(e.what(), "; the shared array passed in may hold partial results "
-                               "(peers write into shared arrays in place): refill it before "
-                               "using it again"));
+  if (!shared_) throw;
+  if (shared_->mine >= 0) {
+    // Peers may still read or write this rank's array: tell them first (see staged.h).
+    SharedHeap::gaveUp(comm_.shm()->heapBase(comm_.rank())).store(shared_->call + 1);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  if (shared_->mine >= 0 && shared_->written) {
+    throw Error(e.code(), strcat(e.what(), "; the shared array passed in may hold partial "
+                                 "results (peers write into shared arrays in place): refill "
+                                 "it before using it again"));
+  }
+  if (wrote_) {
+    throw Error(e.code(), strcat(e.what(), "; this rank's output already holds the call's "
+                                 "result, written before the last exchange, which keeps the "
+                                 "owners of shared arrays in the call until all have read them"));
+  }
+  throw;
 }
 
 bool StagedOp::tryFinish() {

@@ -24,8 +24,11 @@
 //   peers read it, or write it (allreduce_shared.cc), in place. A rank that gives up on such a
 //   call sets its heap's gaveUp word before it returns; a peer checks that word after reading
 //   and before each chunk it writes, so it never takes data the owner may already be changing.
-//   LIMITATION: a failed call may leave partial results in shared arrays, since peers write
-//   into them before the last exchange; the error says so, and the array must be refilled.
+//   A collective whose last work reads shared arrays (broadcast, all-gather, reduce-scatter)
+//   gets one more flag exchange after it, so no owner returns while a peer still reads.
+//   LIMITATION: a failed all-reduce may leave partial results in shared arrays, since peers
+//   write into them before the last exchange; the error says so, and the array must be
+//   refilled. When that extra exchange fails, the output already holds the result (also said).
 // - A call writes only half h = shm.nextWindowHalf() of its own window. Peers may read it until
 //   they return from that call; the next staged call writes the other half, and the one after
 //   cannot start writing half h before every peer has passed an exchange of the call between,
@@ -58,7 +61,8 @@ bool usesStaged(const Communicator& comm);
 // as mapped in this process (null where that rank's is not shared).
 struct StagedShared {
   int64_t mine = -1;
-  uint64_t call = 0;  // the call's number (StagedCall::id), what gaveUp words hold
+  bool written = false;  // peers may write into shared arrays (all-reduce), not only read
+  uint64_t call = 0;     // the call's number (StagedCall::id), what gaveUp words hold
   std::vector<unsigned char*> at;
   bool all() const;
   bool any() const;
@@ -95,6 +99,7 @@ class StagedOp : public SteppedOp {
   Communicator& comm_;
   std::function<void()> middle_, last_, ring_;
   std::shared_ptr<StagedShared> shared_;
+  bool wrote_ = false;  // the last work ran before a final exchange (shared arrays were read)
   std::unique_ptr<DirectExchange> ex_;
   struct Flag {
     int64_t ok;      // 1: this rank could stage

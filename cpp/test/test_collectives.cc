@@ -982,6 +982,69 @@ NODECCL_TEST(coll_allreduce_shared_arrays_every_size_dtype_op) {
   }
 }
 
+// Broadcast, all-gather and reduce-scatter read shared inputs in place (every rank's, or the
+// odd ranks' while the others stage): every root, dtype and world size, bitwise right.
+NODECCL_TEST(coll_shared_inputs_broadcast_allgather_reduce_scatter) {
+  CommOptions o = testOptions();
+  o.algo = "staged";
+  for (const char* who : {"every rank", "odd ranks"}) {
+    for (int n : {2, 3, 4, 5, 8}) {
+      runWorld(n, [&](Communicator& comm) {
+        const int r = comm.rank();
+        const bool mine = who[0] == 'e' || r % 2 == 1;
+        // `in` in this rank's shared heap (or a plain copy), handed back with the buffer.
+        auto place = [&](const Bytes& in, SharedBuf& buf, Bytes& plain) {
+          plain = in;
+          unsigned char* p = mine ? buf.p : plain.data();
+          if (!in.empty()) std::memcpy(p, in.data(), in.size());
+          return p;
+        };
+        for (DataType t : kAllTypes) {
+          const size_t elem = dtypeSize(t);
+          for (size_t count : {size_t(0), size_t(1), size_t(13), size_t(4099), size_t(20011)}) {
+            const std::string tag = strcat(" shared on ", who);
+            for (int root = 0; root < n; ++root) {
+              Bytes in = makeInput(r == root ? 100 + root : r, count, t, ReduceOp::kSum), plain;
+              SharedBuf buf(comm, in.size());
+              unsigned char* data = place(in, buf, plain);
+              broadcast(comm, data, count, t, root);
+              if (!expectBytes(Bytes(data, data + in.size()),
+                               makeInput(100 + root, count, t, ReduceOp::kSum), t,
+                               describe("broadcast", comm, count, t, tag.c_str()))) {
+                return;
+              }
+            }
+            Bytes in = makeInput(r, count, t, ReduceOp::kSum), plain;
+            SharedBuf buf(comm, in.size());
+            Bytes out(count * elem * size_t(n));
+            allGather(comm, place(in, buf, plain), out.data(), count, t);
+            Bytes want;
+            for (int q = 0; q < n; ++q) {
+              Bytes b = makeInput(q, count, t, ReduceOp::kSum);
+              want.insert(want.end(), b.begin(), b.end());
+            }
+            if (!expectBytes(out, want, t, describe("allGather", comm, count, t, tag.c_str()))) {
+              return;
+            }
+            Bytes big = makeInput(r, count * size_t(n), t, ReduceOp::kSum), bigPlain;
+            SharedBuf bigBuf(comm, big.size());
+            Bytes block(count * elem);
+            reduceScatter(comm, place(big, bigBuf, bigPlain), block.data(), count, t,
+                          ReduceOp::kSum);
+            Bytes all = expectedReduction(n, count * size_t(n), t, ReduceOp::kSum);
+            Bytes wantBlock(all.begin() + long(size_t(r) * count * elem),
+                            all.begin() + long(size_t(r + 1) * count * elem));
+            if (!expectBytes(block, wantBlock, t,
+                             describe("reduceScatter", comm, count, t, tag.c_str()))) {
+              return;
+            }
+          }
+        }
+      }, o);
+    }
+  }
+}
+
 // The same arrays reused call after call, sizes changing, one rank sometimes late: a rank
 // that runs ahead writes into its peers' arrays only once they have entered the same call.
 NODECCL_TEST(coll_allreduce_shared_arrays_back_to_back) {

@@ -43,7 +43,7 @@ describe('collectives across processes, per transport and algorithm', () => {
   }
 });
 
-// All-reduces on arrays from allocShared: in place on every rank's shared array (2 ranks, auto
+// Collectives on arrays from allocShared: in place on every rank's shared array (2 ranks, auto
 // and staged forced, over counts up to 65537), and where there is no shared heap (TCP), where
 // allocShared hands out plain arrays.
 describe('all-reduce on shared arrays (allocShared)', () => {
