@@ -288,15 +288,27 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     void* p = heap->allocate(bytes, &why);
     if (p == nullptr) return Napi::String::New(env, why);
     using Hold = std::shared_ptr<nodeccl::SharedHeap>;
-    Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes));
-    return Napi::ArrayBuffer::New(
-        env, p, bytes,
-        [bytes](Napi::Env e, void* data, Hold* hold) {
-          (*hold)->release(data);
-          delete hold;
-          Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(bytes));
-        },
-        new Hold(std::move(heap)));
+    const auto pages = static_cast<int64_t>(nodeccl::SharedHeap::pageBytes(bytes));
+    auto* hold = new Hold(heap);
+    Napi::ArrayBuffer buffer;
+    try {
+      buffer = Napi::ArrayBuffer::New(
+          env, p, bytes,
+          [pages](Napi::Env e, void* data, Hold* h) {
+            (*h)->release(data);
+            delete h;
+            Napi::MemoryManagement::AdjustExternalMemory(e, -pages);
+          },
+          hold);
+    } catch (const Napi::Error& e) {
+      // Runtimes that forbid external buffers (Electron's V8 sandbox) throw here.
+      delete hold;
+      heap->release(p);
+      return Napi::String::New(env, std::string("this runtime refuses external ArrayBuffers (") +
+                                        e.Message() + ")");
+    }
+    Napi::MemoryManagement::AdjustExternalMemory(env, pages);
+    return buffer;
   }
 
   // Queues `op` on the worker thread; the Promise settles when it has run.
@@ -332,11 +344,14 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
   static void record(Communicator& comm, std::exception_ptr e, Completion* c) {
     if (!e) return;
     c->failed = true;
+    std::string note;  // about this rank's own buffers: not for the other ranks
     try {
       std::rethrow_exception(e);
     } catch (const nodeccl::Error& err) {
       c->code = err.code();
-      c->message = err.what();
+      note = err.note();
+      c->message = std::string(err.what());
+      c->message.resize(c->message.size() - note.size());
     } catch (const std::exception& err) {
       c->message = err.what();
     }
@@ -347,11 +362,13 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
       c->code = comm.firstErrorCode();
       c->message = comm.firstError();
     }
+    const std::string message = c->message;
+    c->message += note;
     if (c->code != ErrorCode::kInvalidArgument && c->code != ErrorCode::kDestroyed) {
       try {
         // With its code, so that the other ranks fail with the same one (a timeout stays a
         // timeout everywhere; fail() ignores this when the communicator already failed).
-        comm.fail(c->message, c->code);
+        comm.fail(message, c->code);
       } catch (...) {
         // The store may be gone too; the local failure is already recorded in c.
       }

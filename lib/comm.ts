@@ -135,10 +135,6 @@ export function jobAlive(host: string, port: number, rank: number): boolean {
 }
 
 /** A group of `size` processes that communicate; created by `init()`. */
-// The ArrayBuffers allocShared() handed out (weakly held: they free their memory when
-// collected).
-const sharedBuffers = new WeakSet<ArrayBuffer>();
-
 export class Communicator {
   /** This process's rank, 0..size-1. */
   readonly rank: number;
@@ -160,6 +156,9 @@ export class Communicator {
   /** The host of every rank, as an index: hosts are numbered in the order of their lowest rank. */
   readonly hostOf: readonly number[];
 
+  // The ArrayBuffers allocShared() handed out (weakly held: they free their memory when
+  // collected).
+  private readonly sharedBuffers = new WeakSet<ArrayBuffer>();
   private destroyed = false;
   private failed = false;  // an operation failed (not for its arguments): peers may be gone
   // split() and group() calls so far: every rank counts the same, naming each child uniquely.
@@ -578,9 +577,11 @@ export class Communicator {
    * or too small), it returns an ordinary array instead, logged at NODECCL_DEBUG=info, unless
    * `required` is set, when it throws saying why. `isShared()` tells which one you got.
    *
-   * LIMITATION: a collective that fails on a shared array may leave partial results in it,
-   * because peers write into it before the call's last exchange (a plain array is left as it
-   * was); the error message says so. Refill the array before using it again.
+   * LIMITATION: an all-reduce that fails on shared arrays may leave partial results in them,
+   * because peers write into them before the call's last exchange; and a broadcast,
+   * all-gather or reduce-scatter that read shared arrays and then failed may have overwritten
+   * its output, even a plain one. The error message says so in both cases; refill the array
+   * before using it again. A failed call whose arrays are all plain leaves them as they were.
    * The array stays valid after destroy(); its memory is freed when it is garbage-collected.
    */
   allocShared<D extends DType>(dtype: D, count: number,
@@ -596,7 +597,7 @@ export class Communicator {
     const got = this.destroyed ? 'the communicator was destroyed'
                                : this.nativeComm.allocShared(count * dtypeSize(dtype));
     if (typeof got !== 'string') {
-      sharedBuffers.add(got);
+      this.sharedBuffers.add(got);
       return new Ctor(got, 0, count);
     }
     if (options.required) {
@@ -609,10 +610,13 @@ export class Communicator {
     return new Ctor(new ArrayBuffer(count * dtypeSize(dtype)), 0, count);
   }
 
-  /** Whether `array` (a TypedArray or Tensor) lies in memory from `allocShared()`. */
+  /**
+   * Whether `array` (a TypedArray or Tensor) lies in memory from this communicator's
+   * `allocShared()`; another communicator's shared arrays are plain arrays to this one.
+   */
   isShared(array: TensorLike | ArrayBufferView): boolean {
     const data = array instanceof Tensor ? array.data : array;
-    return ArrayBuffer.isView(data) && sharedBuffers.has(data.buffer as ArrayBuffer);
+    return ArrayBuffer.isView(data) && this.sharedBuffers.has(data.buffer as ArrayBuffer);
   }
 
   /**

@@ -14,10 +14,12 @@
 // and the ring 5.5 S. No window is used. Plain stores, even for buffers larger than the cache:
 // streaming stores measured slower here, as each written line is read again by its owner.
 //
-// Safety (see staged.h): before each chunk it writes into a peer's buffer, the rank checks
-// that peer's gaveUp word, so a peer that failed and returned is not written to afterwards
-// (LIMITATION: a peer that gives up between that check and the write loses that one chunk of
-// its buffer, at most 64 KiB; its error already says that the buffer may hold partial results).
+// Safety (see staged.h): before each chunk it writes, the rank checks every peer's gaveUp
+// word, so a peer that failed and returned is not written to afterwards (LIMITATION: a peer
+// that gives up between that check and the write gets that one chunk, at most 64 KiB, written
+// into its array after it returned; its error already says the array may hold partial
+// results, and its heap then never punches out or hands out again the pages of a released
+// array, so the late write cannot reach memory given to a new array).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -46,10 +48,11 @@ void allReduceSharedPush(Communicator& comm, const StagedShared& shared, size_t 
     const size_t m = std::min(kChunkElems, own - i), at = (first + i) * elem;
     for (int q = 0; q < n; ++q) blocks[static_cast<size_t>(q)] = shared.at[size_t(q)] + at;
     reduceBlocksTo(comm, blocks, chunk, m, dtype, op, false);
-    // Peers first, starting after this rank (so the ranks spread their writes), its own last.
+    // Every peer checked before any write (a chunk read from a peer that gave up is written
+    // nowhere), then peers first, starting after this rank to spread the writes, its own last.
+    for (int q = 0; q < n; ++q) shared.checkPeer(comm, q, "writing into");
     for (int k = 1; k <= n; ++k) {
       const int q = (r + k) % n;
-      shared.checkPeer(comm, q, "writing into");
       std::memcpy(shared.at[static_cast<size_t>(q)] + at, chunk, m * elem);
     }
   }

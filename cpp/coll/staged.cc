@@ -112,8 +112,8 @@ void StagedOp::afterFirst() {
   } else if (shared_ && shared_->any()) {
     // The last work read shared arrays in place: one more exchange keeps their owners in the
     // call until every reader is done (staged.h).
-    run(last_, lastName_);
     wrote_ = true;
+    run(last_, lastName_);
     last_ = [] {};
     post(true);
     state_ = State::kSecond;
@@ -123,22 +123,28 @@ void StagedOp::afterFirst() {
   }
 }
 
+void StagedOp::markGaveUp() {
+  if (!shared_ || shared_->mine < 0) return;
+  // Peers may still read or write this rank's array: tell them first (see staged.h).
+  SharedHeap::gaveUp(comm_.shm()->heapBase(comm_.rank())).store(shared_->call + 1);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
 void StagedOp::failed(const Error& e) {
+  markGaveUp();
   if (!shared_) throw;
-  if (shared_->mine >= 0) {
-    // Peers may still read or write this rank's array: tell them first (see staged.h).
-    SharedHeap::gaveUp(comm_.shm()->heapBase(comm_.rank())).store(shared_->call + 1);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  }
-  if (shared_->mine >= 0 && shared_->written) {
-    throw Error(e.code(), strcat(e.what(), "; the shared array passed in may hold partial "
-                                 "results (peers write into shared arrays in place): refill "
-                                 "it before using it again"));
+  // Peers write into shared arrays only when every rank's is shared (all-reduce): known once
+  // the first exchange is done; before, they may have passed it while this rank did not.
+  const bool mayBeWritten = shared_->written && shared_->mine >= 0 &&
+                            (state_ == State::kFirst || (state_ == State::kSecond &&
+                                                         shared_->all()));
+  if (mayBeWritten) {
+    throw Error(e.code(), e.what(), "; the shared array passed in may hold partial results "
+                "(peers write into shared arrays in place): refill it before using it again");
   }
   if (wrote_) {
-    throw Error(e.code(), strcat(e.what(), "; this rank's output already holds the call's "
-                                 "result, written before the last exchange, which keeps the "
-                                 "owners of shared arrays in the call until all have read them"));
+    throw Error(e.code(), e.what(), "; this rank's output may have been overwritten: shared "
+                "arrays were read into it before the call's last exchange");
   }
   throw;
 }
@@ -148,6 +154,9 @@ bool StagedOp::tryFinish() {
     return tryFinishImpl();
   } catch (const Error& e) {
     failed(e);
+  } catch (...) {
+    markGaveUp();
+    throw;
   }
 }
 
@@ -156,6 +165,9 @@ void StagedOp::finish() {
     finishImpl();
   } catch (const Error& e) {
     failed(e);
+  } catch (...) {
+    markGaveUp();
+    throw;
   }
 }
 
@@ -226,9 +238,17 @@ void reduceBlocksTo(Communicator& comm, const std::vector<const void*>& blocks, 
   auto* sum = reinterpret_cast<float*>(work);
   float* wide = sum + kChunkElems;
   unsigned char* chunk = work + 2 * kChunkElems * 8;
+  // `out` may be one of the blocks (an in-place reduce-scatter: out = in + r * block); then,
+  // as when streaming, each chunk is reduced into scratch first and copied out after.
+  const size_t bytes = count * elem;
+  const bool alias = std::any_of(blocks.begin(), blocks.end(), [&](const void* b) {
+    const auto* p = static_cast<const unsigned char*>(b);
+    return bytes > 0 && p < dst + bytes && dst < p + bytes;
+  });
+  const bool viaChunk = stream || alias;
   for (size_t i = 0; i < count; i += kChunkElems) {
     const size_t m = std::min(kChunkElems, count - i);
-    unsigned char* to = stream ? chunk : dst + i * elem;
+    unsigned char* to = viaChunk ? chunk : dst + i * elem;
     // Half types: widen each block's chunk, add it to the float32 sum, round once at the end.
     if (isHalfType(dtype)) {
       toFloat32(at(blocks[0], i), sum, m, dtype);
@@ -246,6 +266,7 @@ void reduceBlocksTo(Communicator& comm, const std::vector<const void*>& blocks, 
       if (op == ReduceOp::kAvg) divideInPlace(to, m, dtype, int(n));
     }
     if (stream) copyStreaming(dst + i * elem, chunk, m * elem);
+    else if (viaChunk) std::memcpy(dst + i * elem, chunk, m * elem);
   }
 }
 

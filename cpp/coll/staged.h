@@ -28,7 +28,8 @@
 //   gets one more flag exchange after it, so no owner returns while a peer still reads.
 //   LIMITATION: a failed all-reduce may leave partial results in shared arrays, since peers
 //   write into them before the last exchange; the error says so, and the array must be
-//   refilled. When that extra exchange fails, the output already holds the result (also said).
+//   refilled. When a call reads shared arrays into a rank's output and then fails, that
+//   output may have been overwritten (also said).
 // - A call writes only half h = shm.nextWindowHalf() of its own window. Peers may read it until
 //   they return from that call; the next staged call writes the other half, and the one after
 //   cannot start writing half h before every peer has passed an exchange of the call between,
@@ -61,7 +62,7 @@ bool usesStaged(const Communicator& comm);
 // as mapped in this process (null where that rank's is not shared).
 struct StagedShared {
   int64_t mine = -1;
-  bool written = false;  // peers may write into shared arrays (all-reduce), not only read
+  bool written = false;  // peers write into shared arrays when all are (all-reduce)
   uint64_t call = 0;     // the call's number (StagedCall::id), what gaveUp words hold
   std::vector<unsigned char*> at;
   bool all() const;
@@ -90,6 +91,7 @@ class StagedOp : public SteppedOp {
   bool tryFinishImpl();
   void finishImpl();
   [[noreturn]] void failed(const Error& e);  // marks gaveUp, rethrows naming shared arrays
+  void markGaveUp();                         // when this rank's array is shared
   enum class State { kFirst, kSecond, kRing, kDone };
   void post(bool ok);    // the next flag exchange
   void afterFirst();     // kFirst -> kSecond, kRing or kDone
@@ -164,9 +166,10 @@ inline const unsigned char* stagedBytes(const void* p) {
 bool stagedStreams(const Communicator& comm, size_t bytesPerRank);
 void stagedCopy(void* dst, const void* src, size_t bytes, bool stream);
 
-// Reduces n blocks (count elements of dtype each, in rank order 0..n-1) into `out`, which must
-// not overlap them: chunk by chunk, so each chunk of the result stays in cache while every
-// block is added to it; float16/bfloat16 through float32 and rounded once; avg divided once.
+// Reduces n blocks (count elements of dtype each, in rank order 0..n-1) into `out`, which may
+// be one of them (then through scratch): chunk by chunk, so each chunk of the result stays in
+// cache while every block is added to it; float16/bfloat16 through float32 and rounded once;
+// avg divided once.
 // Every rank that reduces the same blocks gets bitwise the same result.
 void reduceBlocksTo(Communicator& comm, const std::vector<const void*>& blocks, void* out,
                     size_t count, DataType dtype, ReduceOp op, bool stream);

@@ -30,10 +30,17 @@ class Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message)
       : std::runtime_error(message), code_(code) {}
+  // `note`: what this rank adds about its own buffers ("; the shared array ... may hold
+  // partial results"), appended to the message; kept apart so that a rank that reports a
+  // peer's failure in that failure's own words (the binding does) can still add it.
+  Error(ErrorCode code, const std::string& message, const std::string& note)
+      : std::runtime_error(message + note), code_(code), note_(note) {}
   ErrorCode code() const { return code_; }
+  const std::string& note() const { return note_; }
 
  private:
   ErrorCode code_;
+  std::string note_;
 };
 
 // Builds a message from stream pieces: throw Error(kTimeout, strcat("rank ", r, ": ..."));

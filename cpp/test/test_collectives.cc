@@ -925,6 +925,35 @@ NODECCL_TEST(coll_staged_falls_back_when_a_window_is_too_small) {
   ::unsetenv("NODECCL_SHM_WINDOW_MB");
 }
 
+// In-place reduce-scatter, as NCCL allows it: each rank's output is its own block of its
+// input (out = in + r * count), under every algorithm.
+NODECCL_TEST(coll_reduce_scatter_in_place_every_algorithm) {
+  for (const char* algo : {"auto", "ring", "direct", "staged"}) {
+    CommOptions o = testOptions();
+    o.algo = algo;
+    for (int n : {2, 3, 4, 5}) {
+      runWorld(n, [&](Communicator& comm) {
+        const int r = comm.rank();
+        for (DataType t : {DataType::kFloat32, DataType::kInt32, DataType::kFloat16}) {
+          for (size_t count : {size_t(1), size_t(13), size_t(4099), size_t(20011)}) {
+            const size_t elem = dtypeSize(t);
+            Bytes in = makeInput(r, count * size_t(n), t, ReduceOp::kSum);
+            unsigned char* out = in.data() + size_t(r) * count * elem;
+            reduceScatter(comm, in.data(), out, count, t, ReduceOp::kSum);
+            Bytes all = expectedReduction(n, count * size_t(n), t, ReduceOp::kSum);
+            Bytes want(all.begin() + long(size_t(r) * count * elem),
+                       all.begin() + long(size_t(r + 1) * count * elem));
+            if (!expectBytes(Bytes(out, out + count * elem), want, t,
+                             describe("reduceScatter in place", comm, count, t, algo))) {
+              return;
+            }
+          }
+        }
+      }, o);
+    }
+  }
+}
+
 // ---- shared arrays (transport/shm/shared_heap.h): the staged all-reduce in place -----------
 
 namespace {

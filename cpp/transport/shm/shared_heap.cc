@@ -46,10 +46,14 @@ void SharedHeap::detach() {
 }
 
 void* SharedHeap::allocate(size_t bytes, std::string* why) {
-  const size_t want = bytes == 0 ? kPage : (bytes + kPage - 1) / kPage * kPage;
+  const size_t want = pageBytes(bytes);
   std::lock_guard<std::mutex> lock(mu_);
   if (fd_ < 0) {
     *why = "the communicator was destroyed";
+    return nullptr;
+  }
+  if (gaveUp(base_).load() != 0) {
+    *why = "a collective on this communicator failed (shared arrays are not handed out after)";
     return nullptr;
   }
   for (auto it = free_.begin(); it != free_.end(); ++it) {
@@ -71,7 +75,8 @@ void* SharedHeap::allocate(size_t bytes, std::string* why) {
   for (const auto& f : free_) largest = f.second > largest ? f.second : largest;
   *why = strcat("the shared heap has no free range of ", want, " bytes (largest free: ", largest,
                 " of ", bytes_, "; the heap is this rank's share of half of /dev/shm, at most "
-                "8 GiB, or NODECCL_SHM_WINDOW_MB); free other shared arrays or use a plain one");
+                "8 GiB, or NODECCL_SHM_WINDOW_MB); drop other shared arrays (their memory comes "
+                "back when they are garbage-collected) or use a plain one");
   return nullptr;
 }
 
@@ -82,6 +87,9 @@ void SharedHeap::release(void* p) {
   NODECCL_CHECK(it != used_.end());
   size_t start = at, len = it->second;
   used_.erase(it);
+  // After a failed call a late peer may still write one chunk into an array it was working
+  // in (allreduce_shared.cc): its pages stay as they are and are never handed out again.
+  if (gaveUp(base_).load() != 0) return;
   if (fd_ >= 0) {
     ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                 static_cast<off_t>(fileOffset_ + start), static_cast<off_t>(len));

@@ -36,11 +36,16 @@ class SharedHeap {
   SharedHeap(const SharedHeap&) = delete;
   SharedHeap& operator=(const SharedHeap&) = delete;
 
-  // `bytes` (rounded up to whole pages, at least one), zero-filled and page aligned; null with
-  // *why when the heap has no free range that large or /dev/shm cannot back it.
+  // `bytes` (rounded up to whole pages, at least one: pageBytes), zero-filled and page
+  // aligned; null with *why when the heap has no free range that large, /dev/shm cannot back
+  // it, or a collective failed (gaveUp).
   void* allocate(size_t bytes, std::string* why);
-  // Hands back what allocate returned (its pages are punched out of the file).
+  // Hands back what allocate returned (its pages are punched out of the file; after a failed
+  // call, once gaveUp is set, they are kept and never handed out again).
   void release(void* p);
+  static size_t pageBytes(size_t bytes) {
+    return bytes == 0 ? kPage : (bytes + kPage - 1) / kPage * kPage;
+  }
 
   // When the transport closes: no more allocations, and the file's descriptor is closed now
   // (released arrays are then not punched out; their memory goes with the mapping).
