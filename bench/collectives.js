@@ -81,6 +81,9 @@ function parseOptions(argv) {
       parseIntAtLeast(0), 300)
     .option('--max-iter-bytes <n>', 'large sizes run fewer iterations, so that iterations x ' +
       'size stays under this (at least 3 run)', parseBytes, 2 * 1024 ** 3)
+    .option('--rounds <n>', 'run every implementation this many times, taking turns, and ' +
+      'report the median of its per-round times (steadier ratios on a noisy machine)',
+      parseIntAtLeast(1), 1)
     .option('--timeout <s>', 'seconds one implementation may take at one world size',
       parseIntAtLeast(1), 3600)
     .option('--label <name>', 'suffix for the result files (default: the NODECCL_TRANSPORT ' +
@@ -262,6 +265,27 @@ const IMPLEMENTATIONS = {
   },
 };
 
+/**
+ * One result per collective and size from several rounds: the median of the rounds' times
+ * (each already a median over iterations), their wrong elements added up, and every round's
+ * time kept as `rounds` in the JSON.
+ */
+function mergeRounds(all) {
+  const byKey = new Map();
+  for (const r of all.results) {
+    const key = `${r.coll} ${r.bytes}`;
+    if (!byKey.has(key)) byKey.set(key, []);
+    byKey.get(key).push(r);
+  }
+  all.results = [...byKey.values()].map((rs) => {
+    const us = rs.map((r) => r.us).sort((a, b) => a - b);
+    const mid = us.length >> 1;
+    const median = us.length % 2 ? us[mid] : (us[mid - 1] + us[mid]) / 2;
+    return { ...rs[0], us: median, wrong: rs.reduce((s, r) => s + r.wrong, 0),
+      rounds: rs.map((r) => r.us) };
+  });
+}
+
 // ---- main --------------------------------------------------------------------------------
 
 function describeMachine() {
@@ -286,27 +310,33 @@ async function main() {
 
   for (const n of opts.ranks) {
     const world = { n, byImpl: {}, memcpy: null };
-    // Implementations take turns collective by collective, so a change in the machine's load
+    // Implementations take turns collective by collective (and, with --rounds, round by round,
+    // each round starting with the next implementation), so a change in the machine's load
     // (other jobs) during the run affects them alike rather than one of them.
-    for (const coll of opts.colls) {
-      for (const name of opts.impls) {
-        if (run.impls[name].missing) continue;
-        process.stderr.write(`# ${n} ranks: ${IMPLEMENTATIONS[name].title} ${coll}...\n`);
-        const t0 = Date.now();
-        const job = await runJob(`[${name} n=${n}]`,
-          await IMPLEMENTATIONS[name].commands(n, { ...opts, colls: [coll] }), opts.timeout);
-        if (job.error) {
-          console.log(`# ${IMPLEMENTATIONS[name].title}, ${n} ranks, ${coll}: FAILED - ` +
-            job.error);
+    const usable = opts.impls.filter((name) => !run.impls[name].missing);
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const coll of opts.colls) {
+        for (const name of [...usable.slice(round % usable.length),
+          ...usable.slice(0, round % usable.length)]) {
+          process.stderr.write(`# ${n} ranks: ${IMPLEMENTATIONS[name].title} ${coll}` +
+            `${opts.rounds > 1 ? ` (round ${round + 1} of ${opts.rounds})` : ''}...\n`);
+          const t0 = Date.now();
+          const job = await runJob(`[${name} n=${n}]`,
+            await IMPLEMENTATIONS[name].commands(n, { ...opts, colls: [coll] }), opts.timeout);
+          if (job.error) {
+            console.log(`# ${IMPLEMENTATIONS[name].title}, ${n} ranks, ${coll}: FAILED - ` +
+              job.error);
+          }
+          const all = world.byImpl[name] ??= { results: [], unsupported: {}, error: null,
+            seconds: 0 };
+          all.results.push(...job.results);
+          Object.assign(all.unsupported, job.unsupported);
+          if (job.error) all.error = all.error ? `${all.error}\n${job.error}` : job.error;
+          all.seconds += (Date.now() - t0) / 1e3;
         }
-        const all = world.byImpl[name] ??= { results: [], unsupported: {}, error: null,
-          seconds: 0 };
-        all.results.push(...job.results);
-        Object.assign(all.unsupported, job.unsupported);
-        if (job.error) all.error = all.error ? `${all.error}\n${job.error}` : job.error;
-        all.seconds += (Date.now() - t0) / 1e3;
       }
     }
+    if (opts.rounds > 1) for (const all of Object.values(world.byImpl)) mergeRounds(all);
     // memcpy between the runs, when nothing else of ours is running.
     process.stderr.write(`# memcpy...\n`);
     world.memcpy = measureMemcpy(opts.sizes);

@@ -141,7 +141,9 @@ function writeMarkdown(run, file) {
     `sizes ${o.minBytes} B to ${o.maxBytes} B (x${o.stepFactor}); ${o.warmup} warm-up and up ` +
       `to ${o.iters} timed iterations per size (at most ${o.maxIterBytes} B per size in all, ` +
       'at least 3)  ',
-    'time: median over iterations of the slowest rank, each iteration after a barrier  ',
+    'time: median over iterations of the slowest rank, each iteration after a barrier' +
+      (o.rounds > 1 ? `; the median of ${o.rounds} rounds, the implementations taking turns  `
+        : '  '),
     `${LEGEND}`, '',
     `![busbw against size](${path.basename(file, '.md')}.svg)`, '',
   ];

@@ -36,7 +36,8 @@ std::unique_ptr<StagedOp> startAllGatherStaged(Communicator& comm, const void* i
   shared->mine = sharedOffset(comm, in, block);
   const StagedCall call = beginStaged(comm, shared->mine >= 0 ? 0 : block);
   shared->call = call.id;
-  const bool stream = stagedStreams(comm, size_t(n + 1) * block);  // its output, its window
+  // Its output (n blocks), its input and both halves of its window.
+  const bool stream = stagedStreams(comm, size_t(n + 3) * block);
   if (call.ok && shared->mine < 0) stagedCopy(call.shm->window(r, call.half), src, block, stream);
   traceStaging(comm, call, shared->mine >= 0 ? 0 : block);
 
@@ -50,8 +51,11 @@ std::unique_ptr<StagedOp> startAllGatherStaged(Communicator& comm, const void* i
       const unsigned char* from = q == r ? static_cast<const unsigned char*>(src)
                                   : sh.at[size_t(q)] ? sh.at[size_t(q)]
                                                      : call.shm->window(q, call.half);
-      if (q == r && to != from) std::memmove(to, from, block);
-      else if (q != r) stagedCopy(to, from, block, stream);
+      // This rank's own block may overlap its place in the output (an in-place call passes
+      // out + r * block as the input): only a disjoint one is copied with streaming stores.
+      const bool disjoint = to + block <= from || from + block <= to;
+      if (q == r && !disjoint && to != from) std::memmove(to, from, block);
+      else if (q != r || disjoint) stagedCopy(to, from, block, stream);
     }
     for (int q = 0; q < n; ++q) sh.checkPeer(*c, q, "reading");
   };

@@ -62,7 +62,7 @@ std::unique_ptr<StagedOp> startAllReduceStaged(Communicator& comm, void* data, s
   shared->call = call.id;
   unsigned char* user = stagedBytes(data);
   unsigned char* mine = call.shm->window(r, call.half);
-  const bool stream = stagedStreams(comm, 2 * count * elem);  // its data, its window
+  const bool stream = stagedStreams(comm, 3 * count * elem);  // its data, its window's halves
 
   // 1. Stage the segments before and after this rank's own (none from a shared buffer).
   if (call.ok && !mineShared) {

@@ -28,7 +28,7 @@ std::unique_ptr<StagedOp> startBroadcastStaged(Communicator& comm, void* data, s
   const bool stages = isRoot && shared->mine < 0;
   const StagedCall call = beginStaged(comm, stages ? bytes : 0);
   shared->call = call.id;
-  const bool stream = stagedStreams(comm, bytes);  // every rank's buffer
+  const bool stream = stagedStreams(comm, 2 * bytes);  // each buffer; the root's window halves
   if (call.ok && stages) stagedCopy(call.shm->window(root, call.half), user, bytes, stream);
   traceStaging(comm, call, stages ? bytes : 0);
 

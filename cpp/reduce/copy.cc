@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #if defined(__x86_64__)
@@ -63,8 +64,15 @@ size_t lastLevelCacheBytes() {
 }  // namespace
 
 bool streamingPays(size_t bytes) {
-  static const size_t kCache = lastLevelCacheBytes();
-  return bytes > kCache;
+  // NODECCL_STREAM_MIN_BYTES moves the threshold (0: stream every staged copy, which the tests
+  // use to run the streaming code at small sizes); a value that is not a number is ignored.
+  static const size_t kThreshold = [] {
+    const char* v = std::getenv("NODECCL_STREAM_MIN_BYTES");
+    char* end = nullptr;
+    unsigned long long b = v != nullptr && *v != '\0' ? std::strtoull(v, &end, 10) : 0;
+    return end != nullptr && *end == '\0' ? static_cast<size_t>(b) : lastLevelCacheBytes();
+  }();
+  return bytes > kThreshold;
 }
 
 }  // namespace nodeccl

@@ -15,7 +15,8 @@ namespace nodeccl {
 void copyStreaming(void* dst, const void* src, size_t bytes);
 
 // Whether a collective whose ranks on this host together touch `bytes` should copy with
-// copyStreaming: true when that is more than the last-level cache holds.
+// copyStreaming: true when that is more than the last-level cache holds (or than
+// NODECCL_STREAM_MIN_BYTES, when set).
 bool streamingPays(size_t bytes);
 
 }  // namespace nodeccl

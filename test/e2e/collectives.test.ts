@@ -32,11 +32,16 @@ describe('collectives across processes, per transport and algorithm', () => {
   // The runs above already take shared memory (the default on one host) with auto choices.
   const cases: Array<[string, string, number]> = [
     ['tcp', 'auto', 2], ['shm', 'ring', 3], ['shm', 'direct', 3], ['tcp', 'direct', 2],
-    ['shm', 'chain', 3], ['shm', 'staged', 3], ['shm', 'staged', 2],
+    ['shm', 'chain', 3], ['shm', 'staged', 3], ['shm', 'staged', 2], ['shm', 'stream', 3],
   ];
   for (const [transport, algo, n] of cases) {
-    it(`NODECCL_TRANSPORT=${transport} NODECCL_ALGO=${algo}, ${n} ranks`, async () => {
-      const env = { NODECCL_TRANSPORT: transport, NODECCL_ALGO: algo, COUNTS: '0,7,9000' };
+    // "stream": staged, with every copy through streaming stores (above the cache's size only,
+    // by default), including unaligned heads and tails.
+    const stream = algo === 'stream';
+    const title = stream ? 'staged NODECCL_STREAM_MIN_BYTES=0' : algo;
+    it(`NODECCL_TRANSPORT=${transport} NODECCL_ALGO=${title}, ${n} ranks`, async () => {
+      const env = { NODECCL_TRANSPORT: transport, NODECCL_ALGO: stream ? 'staged' : algo,
+        COUNTS: '0,7,9000', ...(stream ? { NODECCL_STREAM_MIN_BYTES: '0' } : {}) };
       const results = await runRanks('collectives.js', n, { env, timeoutMs: 100_000 });
       expectAllChecked(results);
     });
