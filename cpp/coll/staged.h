@@ -161,10 +161,10 @@ inline const unsigned char* stagedBytes(const void* p) {
 
 // Whether a staged call in which each rank touches `bytesPerRank` (its input, output and
 // window) copies with streaming stores (reduce/copy.h): when all ranks together touch more
-// than the cache holds. Count both halves of a window: back-to-back calls alternate them, so
-// both stay in the cache's working set (at 16 MiB, 2 ranks, a broadcast that counted one half
-// kept plain stores and ran at 6 GB/s instead of 10). Then stagedCopy and reduceBlocksTo write around the cache; otherwise
-// they use plain stores, and a peer finds the data in the shared cache.
+// than the cache holds. Then stagedCopy and reduceBlocksTo write around the cache; otherwise
+// they use plain stores, and a peer finds the data in the shared cache. Count both halves of
+// a window: back-to-back calls alternate them, so both stay in the cache's working set (a
+// 16 MiB broadcast at 2 ranks that counted one half kept plain stores: 6 GB/s instead of 9).
 bool stagedStreams(const Communicator& comm, size_t bytesPerRank);
 void stagedCopy(void* dst, const void* src, size_t bytes, bool stream);
 
