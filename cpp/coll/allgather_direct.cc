@@ -43,6 +43,7 @@ std::unique_ptr<DirectExchange> startAllGatherDirect(Communicator& comm, const v
   const size_t total = checkedBytes(comm, kName, count, dtypeSize(dtype), n);
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
+  checkPartOfWhole(comm, kName, "input", in, "output", out, count * dtypeSize(dtype));
   comm.beginOp(OpKind::kAllGather, timeout, OpParams{int(dtype), -1, -1, count});
   comm.noteAlgorithm("allGather", "direct", total);
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "allGather direct count=", count, " ",

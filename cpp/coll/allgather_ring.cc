@@ -53,6 +53,7 @@ void allGather(Communicator& comm, const void* in, void* out, size_t count, Data
   checkedBytes(comm, kName, count, elem, static_cast<size_t>(comm.size()));
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
+  checkPartOfWhole(comm, kName, "input", in, "output", out, count * dtypeSize(dtype));
   if (!comm.mpi() && allGatherUsesDirect(comm, count, dtype)) {
     return startAllGatherDirect(comm, in, out, count, dtype, timeout)->finish();
   }

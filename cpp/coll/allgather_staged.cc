@@ -25,6 +25,7 @@ std::unique_ptr<StagedOp> startAllGatherStaged(Communicator& comm, const void* i
   const size_t block = checkedBytes(comm, kName, count, dtypeSize(dtype), size_t(n)) / size_t(n);
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
+  checkPartOfWhole(comm, kName, "input", in, "output", out, count * dtypeSize(dtype));
   comm.beginOp(OpKind::kAllGather, timeout, OpParams{int(dtype), -1, -1, count});
   comm.noteAlgorithm("allGather", "staged", block * size_t(n));
   NODECCL_TRACE("coll", comm.rank(), comm.size(), "allGather staged count=", count, " ",
@@ -42,11 +43,14 @@ std::unique_ptr<StagedOp> startAllGatherStaged(Communicator& comm, const void* i
   traceStaging(comm, call, shared->mine >= 0 ? 0 : block);
 
   // Once every block is in shared memory (a rank's staged copy, or its shared input; this
-  // rank's own in its input, which may be `out`'s block r itself), copy them all out.
+  // rank's own in its input, which may be `out`'s block r itself), copy them all out: its own
+  // first, while the staging copy may have left it in the cache, then the peers' from r + 1
+  // on, so that at any time the ranks read different windows.
   Communicator* c = &comm;
   auto copyOut = [=] {
     const StagedShared& sh = *shared;
-    for (int q = 0; q < n; ++q) {
+    for (int k = 0; k < n; ++k) {
+      const int q = (r + k) % n;
       unsigned char* to = dst + size_t(q) * block;
       const unsigned char* from = q == r ? static_cast<const unsigned char*>(src)
                                   : sh.at[size_t(q)] ? sh.at[size_t(q)]

@@ -90,11 +90,14 @@ std::unique_ptr<StagedOp> startAllReduceStaged(Communicator& comm, void* data, s
     for (int q = 0; q < n; ++q) sh.checkPeer(*c, q, "reading");
   };
 
-  // 3. Once every segment is final, copy them all out (nothing can fail from here on).
+  // 3. Once every segment is final, copy them all out (nothing can fail from here on): this
+  // rank's own first, which its reduction just wrote, then the peers' from r + 1 on, so that
+  // at any time the ranks read different windows.
   auto copyOut = [=] {
     const StagedShared& sh = *shared;
     if (sh.all()) return;
-    for (int k = 0; k < n; ++k) {
+    for (int j = 0; j < n; ++j) {
+      const int k = (r + j) % n;
       const bool isShared = sh.at[static_cast<size_t>(k)] != nullptr;
       stagedCopy(user + seg.offset(k) * elem,
                  call.shm->window(k, call.half) + resultAt(k, isShared), seg.count(k) * elem,

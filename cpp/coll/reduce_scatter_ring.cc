@@ -104,6 +104,7 @@ void reduceScatter(Communicator& comm, const void* in, void* out, size_t count, 
                static_cast<size_t>(comm.size()));
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
+  checkPartOfWhole(comm, kName, "output", out, "input", in, count * dtypeSize(dtype));
   if (!comm.mpi() && reduceScatterUsesDirect(comm, count, dtype)) {
     return startReduceScatterDirect(comm, in, out, count, dtype, op, timeout)->finish();
   }

@@ -30,6 +30,7 @@ std::unique_ptr<StagedOp> startReduceScatterStaged(Communicator& comm, const voi
   checkedBytes(comm, kName, count, dtypeSize(accumulateType(dtype)), size_t(n));
   checkBuffer(comm, kName, "input", in, count);
   checkBuffer(comm, kName, "output", out, count);
+  checkPartOfWhole(comm, kName, "output", out, "input", in, count * dtypeSize(dtype));
   comm.beginOp(OpKind::kReduceScatter, timeout, OpParams{int(dtype), int(op), -1, count});
   const size_t block = count * dtypeSize(dtype);
   comm.noteAlgorithm("reduceScatter", "staged", block * size_t(n));

@@ -50,6 +50,21 @@ void checkBuffer(const Communicator& comm, const char* coll, const char* arg, co
                        "; pass a buffer of at least that many elements"));
 }
 
+void checkPartOfWhole(const Communicator& comm, const char* coll, const char* partArg,
+                      const void* part, const char* wholeArg, const void* whole, size_t block) {
+  const auto p = reinterpret_cast<uintptr_t>(part), w = reinterpret_cast<uintptr_t>(whole);
+  const size_t r = static_cast<size_t>(comm.rank());
+  const size_t wholeBytes = block * static_cast<size_t>(comm.size());
+  if (block == 0 || p + block <= w || w + wholeBytes <= p || p == w + r * block) return;
+  const std::string where = p >= w ? strcat("starts ", p - w, " bytes into ", wholeArg)
+                                   : strcat("starts ", w - p, " bytes before ", wholeArg);
+  invalid(comm, strcat(coll, " ", partArg, " (", block, " bytes) overlaps ", wholeArg, " (",
+                       wholeBytes, " bytes) but is not its block ", r, " (", partArg, " ", where,
+                       ", where block ", r, " starts ", r * block, " bytes in); pass separate ",
+                       "arrays, or for an in-place call ", wholeArg, ".subarray(", r,
+                       " * n, ", r + 1, " * n) as ", partArg, ", n its element count"));
+}
+
 void checkRoot(const Communicator& comm, const char* coll, int root) {
   if (root >= 0 && root < comm.size()) return;
   invalid(comm, strcat(coll, " root ", root, " is out of range for a world of ", comm.size(),

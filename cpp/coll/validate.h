@@ -24,6 +24,13 @@ size_t checkedBytes(const Communicator& comm, const char* coll, size_t count, si
 void checkBuffer(const Communicator& comm, const char* coll, const char* arg, const void* data,
                  size_t count);
 
+// All-gather's input and output, and reduce-scatter's output and input, may share memory only
+// in the in-place layout: the one-block buffer (`part`, `block` bytes) is block r, this rank's,
+// of the n-block one (`whole`). Any other overlap would make the call overwrite data that it,
+// or a peer reading in place, has still to read: a wrong answer, so it is refused.
+void checkPartOfWhole(const Communicator& comm, const char* coll, const char* partArg,
+                      const void* part, const char* wholeArg, const void* whole, size_t block);
+
 // A root may be any rank of the world; a point-to-point peer any rank but this one.
 void checkRoot(const Communicator& comm, const char* coll, int root);
 void checkPeer(const Communicator& comm, const char* coll, int peer);

@@ -66,6 +66,27 @@ describe('all-reduce on shared arrays (allocShared)', () => {
   }
 });
 
+// Input and output sharing memory other than in place (the one-block buffer as block `rank` of
+// the other) would read data the call has already overwritten: refused on every algorithm.
+describe('all-gather and reduce-scatter with overlapping input and output', () => {
+  const cases: Array<[string, number, string]> = [
+    ['auto', 2, '0'], ['auto', 3, '1'], ['direct', 2, '0'], ['ring', 3, '0'],
+    ['staged', 2, '1'], ['staged', 3, '0'],
+  ];
+  for (const [algo, n, shared] of cases) {
+    it(`NODECCL_ALGO=${algo}, ${n} ranks${shared === '1' ? ', shared arrays' : ''}`, async () => {
+      const env = { NODECCL_ALGO: algo, SHARED: shared, COUNTS: '1,7,300000' };
+      const results = await runRanks('overlap.js', n, { env, timeoutMs: 60_000 });
+      for (const r of results) {
+        const out = lastJson(r);
+        expect(out.error, r.stderr).toBeUndefined();
+        expect(out.failures).toEqual([]);
+        expect(r.code).toBe(0);
+      }
+    });
+  }
+});
+
 describe('arrays from allocShared', () => {
   it('are shared, zero-filled, reduced through views, and outlive destroy(), 2 and 3 ranks',
     async () => {
