@@ -279,10 +279,15 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     nodeccl::ShmTransport* shm = comm_ && !destroyed_ && !torndown_ ? comm_->shm() : nullptr;
     std::shared_ptr<nodeccl::SharedHeap> heap = shm ? shm->heap() : nullptr;
     if (!heap) {
+      // Where the transport set up without windows, say why (a full /dev/shm, or a
+      // NODECCL_SHM_WINDOW_MB under the 4 MiB a window needs).
+      const std::string noWindows =
+          shm != nullptr && !shm->windowsWhy().empty() ? ": " + shm->windowsWhy() : "";
       return Napi::String::New(
           env, std::string("no shared heap on this communicator (transport ") +
                    (comm_ && !destroyed_ ? comm_->transportName() : "none, destroyed") +
-                   "; shared arrays need every rank on one host with shared windows)");
+                   "; shared arrays need every rank on one host with shared windows" +
+                   noWindows + ")");
     }
     std::string why;
     void* p = heap->allocate(bytes, &why);
@@ -760,12 +765,11 @@ std::shared_ptr<nodeccl::TcpStoreClient> connectCancellable(PendingCreate& p,
   }
 }
 
-// createCommunicator(options) -> Promise<Communicator>: connects to the store and runs the
-// rendezvous off the JS thread; the init timeout bounds both together.
-Napi::Value CreateCommunicator(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// The options object of createCommunicator and checkCommunicatorOptions.
+nodeccl::CommOptions commOptions(const Napi::CallbackInfo& info, const char* fn) {
   if (!info[0].IsObject()) {
-    throw makeError(env, ErrorCode::kInvalidArgument, "createCommunicator: options required");
+    throw makeError(info.Env(), ErrorCode::kInvalidArgument, std::string(fn) +
+                    ": options required");
   }
   Napi::Object o = info[0].As<Napi::Object>();
   nodeccl::CommOptions opts;
@@ -777,6 +781,28 @@ Napi::Value CreateCommunicator(const Napi::CallbackInfo& info) {
   if (o.Has("backend")) opts.backend = stringField(o, "backend");  // "native" when absent
   opts.initTimeout = Millis(static_cast<int64_t>(numberField(o, "initTimeoutMs")));
   opts.timeout = Millis(static_cast<int64_t>(numberField(o, "timeoutMs")));
+  return opts;
+}
+
+// checkCommunicatorOptions(options): throws what createCommunicator would throw for these
+// options and the environment's overrides (NODECCL_ALGO, ...), before any store is touched, so
+// that every rank fails at once on a bad value instead of some waiting for rank 0's store.
+Napi::Value CheckCommunicatorOptions(const Napi::CallbackInfo& info) {
+  nodeccl::CommOptions opts = commOptions(info, "checkCommunicatorOptions");
+  try {
+    Communicator::resolveOptions(opts);
+  } catch (const nodeccl::Error& e) {
+    throw makeError(info.Env(), e);
+  }
+  return info.Env().Undefined();
+}
+
+// createCommunicator(options) -> Promise<Communicator>: connects to the store and runs the
+// rendezvous off the JS thread; the init timeout bounds both together.
+Napi::Value CreateCommunicator(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  nodeccl::CommOptions opts = commOptions(info, "createCommunicator");
+  Napi::Object o = info[0].As<Napi::Object>();
   std::string host = stringField(o, "storeHost");
   int port = static_cast<int>(numberField(o, "storePort"));
 
@@ -814,6 +840,8 @@ void InitComm(Napi::Env env, Napi::Object exports) {
   exports.Set("Communicator", ctor);
   exports.Set("createCommunicator",
               Napi::Function::New(env, CreateCommunicator, "createCommunicator"));
+  exports.Set("checkCommunicatorOptions",
+              Napi::Function::New(env, CheckCommunicatorOptions, "checkCommunicatorOptions"));
 }
 
 }  // namespace nodeccl_binding

@@ -100,6 +100,22 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   let server: StoreServer | null = null;
   let host = world.masterAddr;
   let port = world.masterPort;
+  const where = {
+    backend,
+    storeHost: host,
+    storePort: port,
+    prefix: 'nodeccl/world',
+    listenHost: options.listenHost ?? process.env.NODECCL_LISTEN_HOST ?? '',
+    transport: process.env.NODECCL_TRANSPORT ?? 'auto',
+  };
+  // A bad option or NODECCL_* value fails here on every rank alike: checked after the store,
+  // it stopped rank 0's store server and left the other ranks waiting out their init timeout.
+  try {
+    native().checkCommunicatorOptions({ rank: world.rank, size: world.size, ...where,
+      initTimeoutMs: remaining(), timeoutMs });
+  } catch (e) {
+    throw fromNative(e);
+  }
   if (viaMpi) {
     ({ host, port, server } = await mpiRendezvous(world, remaining()));
   } else if (world.rank === 0) {
@@ -109,14 +125,8 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   let store: Store | null = null;
   try {
     store = await Store.connect({ host, port, timeoutMs: remaining() });
-    const where = {
-      backend,
-      storeHost: host,
-      storePort: port,
-      prefix: 'nodeccl/world',
-      listenHost: options.listenHost ?? process.env.NODECCL_LISTEN_HOST ?? '',
-      transport: process.env.NODECCL_TRANSPORT ?? 'auto',
-    };
+    where.storeHost = host;
+    where.storePort = port;
     const nativeComm = await native().createCommunicator({
       rank: world.rank,
       size: world.size,

@@ -233,6 +233,8 @@ export interface NativeAddon extends NativeOptim, NativeQuant, NativeLoss, Nativ
   connectStore(host: string, port: number, timeoutMs: number): Promise<NativeStoreClient>;
   /** Rendezvous runs off the JS thread; resolves when every rank is connected. */
   createCommunicator(options: NativeCommOptions): Promise<NativeCommunicator>;
+  /** Throws what createCommunicator would for these options and the environment's overrides. */
+  checkCommunicatorOptions(options: NativeCommOptions): void;
 }
 
 let cached: NativeAddon | undefined;

@@ -176,28 +176,42 @@ static void validate(const CommOptions& o) {
                "NODECCL_ALGO)"));
   }
   if (o.prefix.empty()) bad(strcat("rank ", o.rank, ": the store prefix must not be empty"));
+  // Read where the staged copies choose their stores (reduce/copy.cc), checked here.
+  if (const char* s = std::getenv("NODECCL_STREAM_MIN_BYTES"); s != nullptr && *s != '\0') {
+    bool digits = true;
+    for (const char* c = s; *c != '\0'; ++c) digits = digits && *c >= '0' && *c <= '9';
+    if (!digits || std::strlen(s) > 19) {
+      bad(strcat("rank ", o.rank, ": NODECCL_STREAM_MIN_BYTES='", s, "' is not a byte count; ",
+                 "set a whole number (0: every staged copy streams) or unset it"));
+    }
+  }
   if (o.initTimeout <= Millis(0) || o.timeout <= Millis(0)) {
     bad(strcat("rank ", o.rank, ": initTimeout and timeout must be > 0 ms, got ",
                o.initTimeout.count(), " and ", o.timeout.count()));
   }
 }
 
+CommOptions Communicator::resolveOptions(const CommOptions& opts) {
+  CommOptions o = opts;
+  auto set = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr && *v != '\0' ? v : nullptr;
+  };
+  if (const char* t = set("NODECCL_TRANSPORT")) o.transport = t;
+  if (const char* h = set("NODECCL_HOST_ID")) o.hostId = h;
+  if (const char* a = set("NODECCL_ALGO")) o.algo = a;
+  validate(o);
+  return o;
+}
+
 std::unique_ptr<Communicator> Communicator::create(std::shared_ptr<Store> store,
                                                    const CommOptions& opts) {
-  CommOptions o = opts;
-  if (const char* t = std::getenv("NODECCL_TRANSPORT"); t != nullptr && *t != '\0') {
-    o.transport = t;
-    NODECCL_INFO("init", o.rank, o.size, "NODECCL_TRANSPORT=", t);
+  CommOptions o = resolveOptions(opts);
+  for (const char* name : {"NODECCL_TRANSPORT", "NODECCL_HOST_ID", "NODECCL_ALGO"}) {
+    if (const char* v = std::getenv(name); v != nullptr && *v != '\0') {
+      NODECCL_INFO("init", o.rank, o.size, name, "=", v);
+    }
   }
-  if (const char* h = std::getenv("NODECCL_HOST_ID"); h != nullptr && *h != '\0') {
-    o.hostId = h;
-    NODECCL_INFO("init", o.rank, o.size, "NODECCL_HOST_ID=", h);
-  }
-  if (const char* a = std::getenv("NODECCL_ALGO"); a != nullptr && *a != '\0') {
-    o.algo = a;
-    NODECCL_INFO("init", o.rank, o.size, "NODECCL_ALGO=", a);
-  }
-  validate(o);
   if (o.size > 1 && !store) {
     throw Error(ErrorCode::kInvalidArgument,
                 strcat("rank ", o.rank, ": a store is required for a world of ", o.size));

@@ -56,6 +56,11 @@ class Communicator {
   // outlive the communicator (it is also used to spread abort notices).
   static std::unique_ptr<Communicator> create(std::shared_ptr<Store> store,
                                               const CommOptions& opts);
+  // `opts` with the environment's overrides (NODECCL_TRANSPORT, NODECCL_HOST_ID, NODECCL_ALGO)
+  // applied, checked as create() checks them (kInvalidArgument naming the variable). A rank
+  // that calls it before it connects to the store fails at once on a bad value, rather than
+  // waiting out its init timeout for a store whose server, on rank 0, failed the same check.
+  static CommOptions resolveOptions(const CommOptions& opts);
   ~Communicator();
 
   int rank() const { return opts_.rank; }

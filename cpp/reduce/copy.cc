@@ -65,7 +65,7 @@ size_t lastLevelCacheBytes() {
 
 bool streamingPays(size_t bytes) {
   // NODECCL_STREAM_MIN_BYTES moves the threshold (0: stream every staged copy, which the tests
-  // use to run the streaming code at small sizes); a value that is not a number is ignored.
+  // use to run the streaming code at small sizes); init() refuses a value that is not one.
   static const size_t kThreshold = [] {
     const char* v = std::getenv("NODECCL_STREAM_MIN_BYTES");
     char* end = nullptr;

@@ -205,6 +205,7 @@ std::string ShmTransport::setup(Store& store, const std::string& keyPrefix, Mill
       if (firstWhy.empty()) firstWhy = strcat("rank ", r, ": ", v.substr(1));
     } else if (v != "ok" && windowsOk_) {
       windowsOk_ = false;
+      windowsWhy_ = strcat("rank ", r, ": ", v.substr(3));
       NODECCL_INFO("shm", rank_, size_, "no shared windows (rank ", r, ": ", v.substr(3),
                    "); staged collectives use their ring algorithms");
     }
@@ -234,7 +235,13 @@ std::string ShmTransport::createWindow() {
     NODECCL_INFO("shm", rank_, size_, "NODECCL_SHM_WINDOW_MB=", mb);
   }
   bytes = bytes / (size_t(4) << 20) * (size_t(4) << 20);  // halves stay 2 MiB aligned
-  if (bytes == 0) return "/dev/shm is too small for a window, or NODECCL_SHM_WINDOW_MB is 0";
+  if (bytes == 0) {
+    const char* mb = std::getenv("NODECCL_SHM_WINDOW_MB");
+    return mb != nullptr && *mb != '\0'
+               ? strcat("NODECCL_SHM_WINDOW_MB=", mb, " leaves no window: windows come in ",
+                        "whole 4 MiB (two 2 MiB halves); set 4 or more, or unset it")
+               : std::string("/dev/shm is too small for a window of 4 MiB");
+  }
   std::string name = randomName(rank_) + "-w";
   int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) return strcat("shm_open(", name, ") failed: ", std::strerror(errno));

@@ -81,6 +81,8 @@ class ShmTransport : public Transport {
   // ---- windows (see the file comment) ----
   // True when every rank of this transport has a window mapped by all (the same on all ranks).
   bool windowsUsable() const { return windowsOk_; }
+  // Why not, when set up without them: the first rank that had none and its reason.
+  const std::string& windowsWhy() const { return windowsWhy_; }
   // Bytes in one half of a window: the most one staged call may place in a rank's window.
   size_t windowHalfBytes() const { return winBytes_ / 2; }
   // Starts a staged call and returns the half of every window it uses (0 or 1): the calls
@@ -158,6 +160,7 @@ class ShmTransport : public Transport {
   size_t winBacked_[2] = {0, 0};     // bytes of each own half backed so far
   std::shared_ptr<SharedHeap> heap_; // this rank's heap (the file's second winBytes_)
   bool windowsOk_ = false;
+  std::string windowsWhy_;
   uint64_t windowCalls_ = 0;         // staged calls started (nextWindowHalf)
   MessageSteps steps_;               // header step numbers (transport/header.h)
   std::atomic<bool> aborted_{false};
