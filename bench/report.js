@@ -24,10 +24,15 @@ const BUS = {
   reducescatter: { factor: (n) => (n - 1) / n, text: 'busbw = algbw x (n-1)/n; S = input bytes' },
 };
 
-/** The memcpy rate measured at this size (or the nearest smaller size that was measured). */
+/**
+ * The memcpy rate measured at the size nearest this one (by ratio): collectives whose blocks
+ * must split evenly run sizes a little off the sweep's (1020 B for 1 KiB at 3 ranks).
+ */
 function memcpyAt(memcpy, bytes) {
-  const sizes = Object.keys(memcpy).map(Number).filter((s) => s <= bytes);
-  return sizes.length ? memcpy[Math.max(...sizes)] : NaN;
+  const sizes = Object.keys(memcpy).map(Number).filter((s) => s > 0);
+  if (!sizes.length || bytes <= 0) return NaN;
+  const off = (s) => Math.abs(Math.log(s / bytes));
+  return memcpy[sizes.reduce((a, b) => (off(b) < off(a) ? b : a))];
 }
 
 /** Runnable implementations in a world, in the order they ran. */

@@ -607,7 +607,15 @@ export class Communicator {
     }
     log('info', 'comm', this.rank, this.size, () => `allocShared('${dtype}', ${count}): ` +
       `a plain array instead: ${got}`);
-    return new Ctor(new ArrayBuffer(count * dtypeSize(dtype)), 0, count);
+    let plain: ArrayBuffer;
+    try {
+      plain = new ArrayBuffer(count * dtypeSize(dtype));
+    } catch (e) {
+      throw new NodecclRangeError(`rank ${this.rank}: allocShared('${dtype}', ${count}) has no ` +
+        `shared memory (${got}) and the plain array it falls back to cannot be allocated ` +
+        `either (${e instanceof Error ? e.message : String(e)}); pass a smaller count`);
+    }
+    return new Ctor(plain, 0, count);
   }
 
   /**

@@ -46,6 +46,9 @@ describe('a world of one', () => {
       expect(() => comm.allocShared('float32', 4, { required: true }))
         .toThrow(/rank 0: allocShared\('float32', 4\) has no shared memory: .*transport none/);
       expect(() => comm.allocShared('float32', -1)).toThrow(NodecclRangeError);
+      // A plain fallback too large for V8 is a RangeError naming allocShared, not V8's bare one.
+      expect(() => comm.allocShared('float32', 2 ** 40))
+        .toThrow(/rank 0: allocShared\('float32', 1099511627776\) .*cannot be allocated/);
       expect(() => comm.allocShared('float33' as never, 1)).toThrow(/dtype/);
       expect(() => comm.allocShared('float32', 1, { require: true } as never))
         .toThrow(/require/);
