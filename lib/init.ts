@@ -108,8 +108,9 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     listenHost: options.listenHost ?? process.env.NODECCL_LISTEN_HOST ?? '',
     transport: process.env.NODECCL_TRANSPORT ?? 'auto',
   };
-  // A bad option or NODECCL_* value fails here on every rank alike: checked after the store,
-  // it stopped rank 0's store server and left the other ranks waiting out their init timeout.
+  // A bad option or NODECCL_* value fails here, before the store, on every rank alike: a rank
+  // that found it only after connecting would leave the others waiting out their init timeout
+  // for a store server that rank 0, failing the same check, had stopped.
   try {
     native().checkCommunicatorOptions({ rank: world.rank, size: world.size, ...where,
       initTimeoutMs: remaining(), timeoutMs });

@@ -8,7 +8,6 @@
 // n = 2), with no waiting between blocks, where the ring forwards each block through a pair's
 // ring buffer at each of its n - 1 steps. Window: S/n in each of the two halves that alternate
 // calls (up to 2 S/n of /dev/shm per rank, kept until destroy).
-#include <cstring>
 
 #include "coll/ring.h"
 #include "coll/staged.h"
@@ -55,11 +54,9 @@ std::unique_ptr<StagedOp> startAllGatherStaged(Communicator& comm, const void* i
       const unsigned char* from = q == r ? static_cast<const unsigned char*>(src)
                                   : sh.at[size_t(q)] ? sh.at[size_t(q)]
                                                      : call.shm->window(q, call.half);
-      // This rank's own block may overlap its place in the output (an in-place call passes
-      // out + r * block as the input): only a disjoint one is copied with streaming stores.
-      const bool disjoint = to + block <= from || from + block <= to;
-      if (q == r && !disjoint && to != from) std::memmove(to, from, block);
-      else if (q != r || disjoint) stagedCopy(to, from, block, stream);
+      // An in-place call's own block is already there; checkPartOfWhole refused any other
+      // overlap of input and output, so every other copy is between disjoint ranges.
+      if (to != from) stagedCopy(to, from, block, stream);
     }
     for (int q = 0; q < n; ++q) sh.checkPeer(*c, q, "reading");
   };
